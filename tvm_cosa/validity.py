@@ -1,0 +1,131 @@
+"""The independent validity checker: recomputes everything from the mapping, trusts no solver.
+
+Checks (Timeloop's rules, plus the per-link fanout that Timeloop 019f107 skips):
+- the factors of each dimension multiply to its size;
+- at every level, each kept tile (input halo included) fits its share of the capacity, and the
+  kept tiles together fit the whole capacity of one instance;
+- spatial factors fit the X and Y fanout below each level, only on levels with a fanout, only on
+  dimensions the level allows; the cumulative instance count fits the MAC array;
+- loop orders name only the problem's dimensions; the mapping has one entry per level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from .architecture import Architecture
+from .errors import CoSAError
+from .mapping import Mapping
+from .problem import Problem
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str  # level_count | unknown_dim | factor_product | capacity | share | fanout | spatial_dim
+    message: str
+    level: Optional[str] = None
+    tensor: Optional[str] = None
+
+    def __str__(self):
+        return self.message
+
+
+class InvalidMappingError(CoSAError):
+    def __init__(self, violations):
+        self.violations = list(violations)
+        super().__init__("invalid mapping:\n  " + "\n  ".join(map(str, self.violations)))
+
+
+def check_mapping(mapping: Mapping, problem: Problem, arch: Architecture, *,
+                  timeloop_rules: bool = False) -> list[Violation]:
+    """Every rule the mapping breaks (empty list: valid).
+
+    `timeloop_rules=True` applies only what Timeloop 019f107 checks: the cumulative instance
+    count instead of each link's fanout, and no per-level restriction of spatial dimensions.
+    """
+    out: list[Violation] = []
+    if len(mapping.levels) != arch.num_levels:
+        return [Violation("level_count", f"mapping has {len(mapping.levels)} levels, "
+                                         f"architecture {arch.name} has {arch.num_levels}")]
+    dims = set(problem.dims)
+    for i, lv in enumerate(mapping.levels):
+        name = arch.levels[i].name
+        used = set(lv.temporal) | set(lv.spatial_x) | set(lv.spatial_y) | set(lv.order)
+        for d in sorted(used - dims):
+            out.append(Violation("unknown_dim", f"level {name}: dimension {d!r} is not in "
+                                                f"{problem.name} ({sorted(dims)})", name))
+        for kind, factors in (("temporal", lv.temporal), ("spatial", lv.spatial)):
+            for d, f in factors.items():
+                if not isinstance(f, int) or f < 1:
+                    out.append(Violation("factor_product", f"level {name}: {kind} factor of {d} "
+                                                           f"is {f!r}, not a positive integer",
+                                         name))
+    if out:
+        return out
+
+    for d, size in problem.sizes:
+        product = mapping.factor_product(d)
+        if product != size:
+            out.append(Violation("factor_product", f"product of all factors of dimension {d} is "
+                                                   f"{product}, the layer has {d}={size}"))
+
+    for i, level in enumerate(arch.levels):
+        kept = [t for t in problem.tensor_names if t in mapping.kept(arch, i)]
+        tiles = {t: mapping.tile_size(problem, t, i) for t in kept}
+        if level.entries is not None:
+            for t in kept:
+                cap = level.capacity_for(t)
+                if level.shares and tiles[t] > cap:
+                    out.append(Violation("share", f"level {level.name}: {t} tile of {tiles[t]} "
+                                                  f"words exceeds its share of {cap:g} words",
+                                         level.name, t))
+            total = sum(tiles.values())
+            if total > level.entries:
+                parts = " + ".join(f"{t} {n}" for t, n in tiles.items())
+                out.append(Violation("capacity", f"level {level.name}: tiles {parts} = {total} "
+                                                 f"words exceed the capacity of {level.entries}",
+                                     level.name))
+
+    out += _check_spatial(mapping, problem, arch, strict=not timeloop_rules)
+    return out
+
+
+def _check_spatial(mapping, problem, arch, strict) -> list[Violation]:
+    out = []
+    cum_x = cum_y = 1
+    for i in reversed(range(arch.num_levels)):
+        lv, level = mapping.levels[i], arch.levels[i]
+        fx, fy = arch.fanout(i)
+        sx, sy = math.prod(lv.spatial_x.values()), math.prod(lv.spatial_y.values())
+        cum_x, cum_y = cum_x * sx, cum_y * sy
+        if strict and (sx > fx or sy > fy):
+            out.append(Violation("fanout", f"level {level.name}: spatial factors {sx} (X) x {sy} "
+                                           f"(Y) exceed the fanout {fx} x {fy} below it",
+                                 level.name))
+        for axis, factors, allowed in (("X", lv.spatial_x, level.spatial_dims_x),
+                                       ("Y", lv.spatial_y, level.spatial_dims_y)):
+            if allowed is None or not strict:
+                continue
+            ok = problem.resolve_dims(allowed)
+            for d, f in factors.items():
+                if f > 1 and d not in ok:
+                    out.append(Violation("spatial_dim", f"level {level.name}: dimension {d} may "
+                                                        f"not be spatial on {axis} (allowed: "
+                                                        f"{sorted(ok) or 'none'})", level.name))
+    mx, my = arch.arithmetic.mesh
+    if cum_x * cum_y > arch.num_macs or cum_x > mx or cum_y > my:
+        out.append(Violation("fanout", f"spatial factors use {cum_x} x {cum_y} MACs; the array "
+                                       f"is {mx} x {my}", arch.arithmetic.name))
+    return out
+
+
+def assert_valid(mapping: Mapping, problem: Problem, arch: Architecture, **kw) -> None:
+    violations = check_mapping(mapping, problem, arch, **kw)
+    if violations:
+        raise InvalidMappingError(violations)
+
+
+def is_valid(mapping: Mapping, problem: Problem, arch: Architecture, **kw) -> bool:
+    return not check_mapping(mapping, problem, arch, **kw)

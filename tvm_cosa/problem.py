@@ -129,7 +129,7 @@ class Problem:
         test = {
             "reduction": lambda d: idx(w, d) and idx(i, d) and not idx(o, d) and not windowed(d),
             "output_channel": lambda d: idx(w, d) and idx(o, d) and not idx(i, d),
-            "window": windowed,
+            "window": lambda d: windowed(d) and not idx(o, d),
             "pixel": lambda d: idx(i, d) and idx(o, d) and not idx(w, d),
         }.get(role)
         if test is None:

@@ -1,202 +1,852 @@
 """Reading architectures from YAML.
 
-Formats:
-- CoSA's / Timeloop 0.3 `arch: {arithmetic: ..., storage: [...]}` (innermost level first), with
-  the bypass pattern from a mapspace file (`mapspace: {constraints: [{target, type: datatype |
-  bypass, keep, bypass}]}`).
-Presets are such files shipped in `tvm_cosa/presets/`, plus an energy table per level.
+`load_architecture(path)` detects the format from the top-level keys:
+
+1. ``arch:`` -- CoSA's / Timeloop 0.3's flat list, innermost level first::
+
+       arch:
+         arithmetic: {instances: 1024, word-bits: 8, meshX: 16}
+         storage:
+         - {name: Registers, entries: 1, instances: 1024, word-bits: 8}
+         - {name: DRAM, technology: DRAM, word-bits: 8, block-size: 64, bandwidth: 20}
+
+   The bypass pattern comes from a mapspace file (``--mapspace``): ``mapspace: {constraints:
+   [{target: LEVEL, type: bypass | datatype, keep: [...], bypass: [...]}]}``.
+
+2. ``architecture: {version, subtree: [...]}`` -- Timeloop's hierarchical format (versions 0.2 to
+   0.4, the Timeloop/Accelergy exercises). A subtree holds ``local`` components (outermost first)
+   and one inner ``subtree``; a name ``PE[0..15]`` means 16 instances, and nested ranges multiply.
+   Components are classified by ``class`` / ``subclass``: storage (DRAM, SRAM, regfile,
+   smartbuffer_*, storage, ...), compute (mac, intmac, fpmac, compute: the MAC array) or network
+   (XY_NoC, ...: ignored). Attributes: ``depth`` (rows), ``width`` (bits per row), ``word-bits``
+   or ``datawidth``, ``block-size``, ``cluster-size``, ``meshX``, ``read_bandwidth``,
+   ``write_bandwidth``, ``entries``, ``instances``. Subtree attributes are inherited.
+
+3. ``architecture: {version: 0.4, nodes: [...]}`` -- Timeloop 0.4 (timeloopfe): ``!Container``,
+   ``!Component``, ``!Parallel`` (its branches become consecutive levels, listed order = outer
+   first) and ``!Nothing``; ``spatial: {meshX, meshY}`` replicates a node and everything below it;
+   ``constraints: {dataspace: {keep, bypass, keep_only}}`` sets the bypass pattern; the last
+   component is the MAC array. Container attributes are inherited.
+
+4. Our short format (``levels:`` at the top), innermost level first::
+
+       name: my-accel
+       macs: {instances: 256, mesh_x: 16, word_bits: 8, energy_pJ: 0.25}
+       levels:
+         - {name: RF, entries: 1, instances: 256, mesh_x: 16, keeps: [Weights]}
+         - {name: Acc, entries: 16384, word_bits: 32, keeps: [Outputs],
+            spatial_x: [reduction], spatial_y: [output_channel]}
+         - {name: Spad, entries: 262144, keeps: [Inputs, Weights],
+            shares: {Inputs: 0.5, Weights: 0.5}, read_energy_pJ: 3.5, write_energy_pJ: 3.9}
+         - {name: DRAM, read_bandwidth: 2.875, write_bandwidth: 2.875, block_size: 64}
+
+   Per level: ``name`` (required); ``entries`` (words per instance; only the outermost level may
+   omit it, which makes it an unbounded DRAM); ``instances`` (default 1); ``mesh_x`` (X size of
+   the instances' layout, default all on X); ``word_bits`` (default the MACs'); ``keeps`` or
+   ``bypass`` (tensor names, default all); ``shares`` (tensor -> fraction of entries);
+   ``block_size``, ``cluster_size``; ``read_bandwidth`` / ``write_bandwidth`` /
+   ``shared_bandwidth`` (words per cycle per instance, default unlimited); ``read_energy_pJ`` /
+   ``write_energy_pJ`` (per vector access, default estimated); ``technology``, ``num_ports``,
+   ``num_banks``, ``network_word_bits``; ``spatial_x`` / ``spatial_y`` (dimension names or roles
+   -- reduction, output_channel, window, pixel -- allowed on that axis of the fanout below the
+   level). ``macs``: ``instances`` (required), ``mesh_x``, ``word_bits`` (default 8),
+   ``energy_pJ``, ``name``. `to_short_dict` writes this format.
+
+A mapspace file may be applied on top of any format. Presets are format-1 files shipped in
+`tvm_cosa/presets/`, plus an optional energy table per level (`<preset>.energy.yaml`).
+Every malformed input raises `InputError` naming the file, the field and what is expected.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping as MappingT, Optional
+from typing import Iterable, Mapping as MappingT, Optional
 
-from ._yaml import load_yaml
+import yaml
+
 from .architecture import Architecture, Arithmetic, MemoryLevel
 from .errors import InputError
 from .problem import TENSOR_NAMES
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = ("simba", "gemmini")
+FORMATS = ("'arch' (CoSA / Timeloop 0.3)", "'architecture' (Timeloop subtree or v0.4 nodes)",
+           "'levels' (tvm_cosa's short format)")
 
 
+# ---- entry points -------------------------------------------------------------------------
 def load_architecture(arch, mapspace=None, *, name: Optional[str] = None) -> Architecture:
-    """An `Architecture` from a preset name, a YAML path, or an already-parsed dict."""
+    """An `Architecture` from a preset name, a YAML path, or an already-parsed dict.
+
+    `mapspace` (a path or a dict) overrides the bypass pattern of the named levels.
+    """
     if isinstance(arch, Architecture):
-        return arch if mapspace is None else apply_mapspace(arch, _as_dict(mapspace), mapspace)
-    if isinstance(arch, str) and arch in PRESETS and not Path(arch).exists():
-        arch_obj = load_preset(arch)
-        return arch_obj if mapspace is None else apply_mapspace(
-            arch_obj, _as_dict(mapspace), mapspace)
-    source = arch if isinstance(arch, (str, Path)) else (name or "architecture")
-    data = _as_dict(arch)
-    name = name or (Path(arch).stem if isinstance(arch, (str, Path)) else "architecture")
-    if isinstance(data, MappingT) and "arch" in data:
-        result = from_timeloop_v03(data, name=name, source=source)
+        result = arch
+    elif isinstance(arch, str) and _looks_like_preset(arch):
+        result = load_preset(arch)
     else:
-        raise InputError("unrecognised architecture format; expected a top-level 'arch' key "
-                         "(CoSA / Timeloop 0.3)", source=source)
+        result = _parse(arch, name)
     if mapspace is not None:
-        result = apply_mapspace(result, _as_dict(mapspace), mapspace)
+        source = mapspace if isinstance(mapspace, (str, Path)) else "mapspace"
+        result = apply_mapspace(result, _as_dict(mapspace), source)
     return result
+
+
+def _looks_like_preset(text: str) -> bool:
+    """A bare word that is not a file: a preset name (or a misspelt one)."""
+    path = Path(text)
+    return not path.exists() and path.suffix == "" and "/" not in text and "\\" not in text
+
+
+def _parse(arch, name) -> Architecture:
+    stem = None
+    if isinstance(arch, (str, Path)):
+        source, data = arch, read_yaml(arch)
+        stem = Path(arch).name.split(".")[0]
+    elif isinstance(arch, MappingT):
+        source, data = name or "architecture", arch
+    else:
+        raise InputError(f"expected a preset name {list(PRESETS)}, a path to a YAML file or a "
+                         f"mapping, got {type(arch).__name__}")
+    if not isinstance(data, MappingT):
+        raise InputError(f"expected a mapping with a top-level key {', '.join(FORMATS)}; got a "
+                         f"{type(data).__name__}", source=source)
+    if "levels" in data:  # the short format may name itself
+        short = from_short(data, name=name, source=source)
+        return short if name or "name" in data or stem is None else replace(short, name=stem)
+    name = name or stem or "architecture"
+    if "arch" in data:
+        return from_timeloop_v03(data, name=name, source=source)
+    if "architecture" in data:
+        body = data["architecture"]
+        if isinstance(body, MappingT) and "nodes" in body:
+            return from_timeloop_v04(data, name=name, source=source)
+        return from_timeloop_tree(data, name=name, source=source)
+    raise InputError(f"unrecognised architecture format (top-level keys {sorted(map(str, data))}); "
+                     f"expected one of {', '.join(FORMATS)}", source=source)
 
 
 def _as_dict(obj):
     if isinstance(obj, (str, Path)):
-        return load_yaml(obj)
+        return read_yaml(obj)
     if not isinstance(obj, MappingT):
         raise InputError(f"expected a path or a mapping, got {type(obj).__name__}")
     return obj
 
 
-def _int(spec, key, source, level, default=None, *, allow_zero=False):
-    value = spec.get(key, default)
-    if value is None:
+# ---- YAML reading -------------------------------------------------------------------------
+class _TimeloopLoader(yaml.SafeLoader):
+    """Safe YAML plus Timeloop 0.4's node tags (`!Component`, `!Container`, ...).
+
+    A tagged mapping becomes a dict with the tag name under the key "!".
+    """
+
+
+def _construct_tagged(loader, suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        value = dict(loader.construct_mapping(node, deep=True))
+    elif isinstance(node, yaml.SequenceNode):
+        value = {"nodes": loader.construct_sequence(node, deep=True)}
+    else:
+        value = {}
+    value["!"] = suffix
+    return value
+
+
+_TimeloopLoader.add_multi_constructor("!", _construct_tagged)
+
+
+def read_yaml(path):
+    """Parse a YAML file; errors name the file (and the line of a syntax error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found" if not path.exists() else "not a file", source=path)
+    try:
+        with open(path) as f:
+            data = yaml.load(f, Loader=_TimeloopLoader)
+    except yaml.YAMLError as err:
+        raise InputError(f"not valid YAML: {err}", source=path) from None
+    except UnicodeDecodeError:
+        raise InputError("not a text file (expected YAML)", source=path) from None
+    if data is None:
+        raise InputError("the file is empty", source=path)
+    return data
+
+
+# ---- typed field access -------------------------------------------------------------------
+class _Fields:
+    """Typed reads from one YAML mapping; errors name the file and the field's full path.
+
+    Timeloop treats '-' and '_' in keys alike (`word-bits` = `word_bits`): `timeloop_keys=True`
+    does the same. `label` ("level GlobalBuffer") starts every message.
+    """
+
+    def __init__(self, data, source, path, label="", *, timeloop_keys=False):
+        if not isinstance(data, MappingT):
+            raise InputError(f"{label + ': ' if label else ''}expected a mapping, got "
+                             f"{_describe(data)}", source=source, field=path or None)
+        self.data, self.source, self.path, self.label = data, source, path, label
+        self.timeloop_keys = timeloop_keys
+        self._keys = {self._norm(k): k for k in data}
+
+    def _norm(self, key):
+        key = str(key)
+        return key.replace("-", "_") if self.timeloop_keys else key
+
+    def key(self, *names) -> Optional[str]:
+        """The key as written in the file for the first of `names` present, else None."""
+        for n in names:
+            if self._norm(n) in self._keys:
+                return self._keys[self._norm(n)]
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
-            or value < (0 if allow_zero else 1):
-        raise InputError(f"level {level}: expected a {'non-negative' if allow_zero else 'positive'}"
-                         f" integer, got {value!r}", source=source, field=key)
-    return int(value)
+
+    def has(self, *names) -> bool:
+        return self.key(*names) is not None
+
+    def get(self, *names, default=None):
+        k = self.key(*names)
+        return default if k is None or self.data[k] is None else self.data[k]
+
+    def field(self, key) -> str:
+        return f"{self.path}.{key}" if self.path else str(key)
+
+    def error(self, key, message) -> InputError:
+        prefix = f"{self.label}: " if self.label else ""
+        return InputError(prefix + message, source=self.source, field=self.field(key))
+
+    def require(self, *names, expected):
+        k = self.key(*names)
+        if k is None or self.data[k] is None:
+            raise self.error(names[0], f"missing; expected {expected}")
+        return self.data[k]
+
+    def integer(self, *names, default=None, minimum=1):
+        k = self.key(*names)
+        if k is None or self.data[k] is None:
+            return default
+        value = self.data[k]
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or value != int(value) or value < minimum:
+            raise self.error(k, f"expected {what}, got {value!r}")
+        return int(value)
+
+    def number(self, *names, default=None, positive=True):
+        k = self.key(*names)
+        if k is None or self.data[k] is None:
+            return default
+        value = self.data[k]
+        what = "a positive number" if positive else "a number >= 0"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (value <= 0 if positive else value < 0):
+            raise self.error(k, f"expected {what}, got {value!r}")
+        return float(value)
+
+    def text(self, *names, default=None):
+        k = self.key(*names)
+        if k is None or self.data[k] is None:
+            return default
+        value = self.data[k]
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise self.error(k, f"expected a string, got {_describe(value)}")
+        return str(value).strip()
+
+    def strings(self, *names, default=None):
+        k = self.key(*names)
+        if k is None:
+            return default
+        value = self.data[k]
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise self.error(k, f"expected a list of names, got {value!r}")
+        return tuple(v.strip() for v in value)
+
+    def tensors(self, *names, default=None):
+        """A set of tensor names (Weights, Inputs, Outputs), each checked."""
+        values = self.strings(*names, default=None)
+        if values is None:
+            return default
+        unknown = [v for v in values if v not in TENSOR_NAMES]
+        if unknown:
+            raise self.error(self.key(*names), f"unknown tensor names {unknown}; expected some of "
+                                               f"{list(TENSOR_NAMES)}")
+        return frozenset(values)
+
+    def check_known(self, known: Iterable[str]):
+        known = list(known)
+        norm_known = {self._norm(k) for k in known}
+        for k in self.data:
+            if self._norm(k) not in norm_known:
+                raise self.error(k, f"unknown field; expected one of {known}")
 
 
-def _first(spec, *keys):
-    for k in keys:
-        if k in spec:
-            return k
-    return keys[0]
+def _describe(value) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) \
+        else type(value).__name__
 
 
+def _finish(name, arithmetic, levels, *, spec, source, paths=None) -> Architecture:
+    """Build the Architecture; its own checks (instances that do not divide, repeated names,
+    shares) are re-raised naming the file, and the level's path in it when known."""
+    try:
+        return Architecture(name, arithmetic, tuple(levels), timeloop_spec=spec)
+    except InputError as err:
+        detail = str(err)
+        if err.source is not None and detail.startswith(f"{err.source}: "):
+            detail = detail[len(f"{err.source}: "):]
+        if err.field is not None:
+            detail = detail.replace(f"field '{err.field}': ", "", 1)
+        level = re.match(r"level (\S+?):? ", detail)
+        path = (paths or {}).get(level[1]) if level else None
+        field = err.field if path is None or err.field is None else f"{path}.{err.field}"
+        raise InputError(detail, source=source, field=field) from None
+
+
+def _check_mesh(f: _Fields, key, mesh_x, instances):
+    if mesh_x is not None and instances % mesh_x:
+        raise f.error(key, f"{key} {mesh_x} must divide the {instances} instances "
+                           "(meshY = instances / meshX)")
+
+
+# ---- format 1: CoSA / Timeloop 0.3 `arch:` -----------------------------------------------
 def from_timeloop_v03(data: MappingT, *, name="architecture", source=None) -> Architecture:
     """CoSA's architecture format: `arch: {arithmetic: {...}, storage: [innermost, ...]}`."""
     source = source or name
-    body = data["arch"]
-    if not isinstance(body, MappingT):
-        raise InputError("expected a mapping with 'arithmetic' and 'storage'", source=source,
-                         field="arch")
-    arith_spec = body.get("arithmetic")
-    if not isinstance(arith_spec, MappingT):
-        raise InputError("missing; expected {instances, word-bits}", source=source,
-                         field="arch.arithmetic")
-    arithmetic = Arithmetic(
-        instances=_int(arith_spec, "instances", source, "arithmetic"),
-        word_bits=_int(arith_spec, "word-bits", source, "arithmetic", 8),
-        mesh_x=_int(arith_spec, "meshX", source, "arithmetic"),
-        name=arith_spec.get("name", "__ARITH__"),
-    )
-    storage = body.get("storage")
+    body = _Fields(data["arch"], source, "arch", timeloop_keys=True)
+    arith = _Fields(body.require("arithmetic", expected="{instances, word-bits, meshX}"),
+                    source, "arch.arithmetic", "arithmetic", timeloop_keys=True)
+    instances = arith.integer("instances")
+    if instances is None:
+        raise arith.error("instances", "missing; expected the number of MACs")
+    mesh_x = arith.integer("meshX")
+    _check_mesh(arith, arith.key("meshX"), mesh_x, instances)
+    arithmetic = Arithmetic(instances=instances, word_bits=arith.integer("word_bits", default=8),
+                            mesh_x=mesh_x, name=arith.text("name", default="__ARITH__"),
+                            energy_pJ=arith.number("energy_pJ", positive=False))
+    storage = body.require("storage", expected="a list of levels, innermost first")
     if not isinstance(storage, list) or not storage:
-        raise InputError("missing or empty; expected a list of levels, innermost first",
-                         source=source, field="arch.storage")
-    levels = []
+        raise body.error("storage", "expected a non-empty list of levels, innermost first")
+    levels, paths = [], {}
     for n, spec in enumerate(storage):
-        if not isinstance(spec, MappingT) or "name" not in spec:
-            raise InputError(f"level {n}: expected a mapping with a 'name'", source=source,
-                             field="arch.storage")
-        levels.append(_level_v03(spec, source))
-    return Architecture(name, arithmetic, tuple(levels), timeloop_spec=dict(data))
+        path = f"arch.storage[{n}]"
+        f = _Fields(spec, source, path, f"level {n}", timeloop_keys=True)
+        lname = f.text("name")
+        if not lname:
+            raise f.error("name", "missing; expected the level's name")
+        f.label = f"level {lname}"
+        paths[lname] = path
+        levels.append(_timeloop_level(f, lname, instances=f.integer("instances", default=1),
+                                      mesh_x=f.integer("meshX")))
+    return _finish(name, arithmetic, levels, spec=dict(data), source=source, paths=paths)
 
 
-def _level_v03(spec, source) -> MemoryLevel:
-    lname = str(spec["name"]).strip()
-    word_bits = _int(spec, "word-bits", source, lname, 8)
-    technology = str(spec.get("technology", spec.get("class", "SRAM"))).strip()
-    block_key = _first(spec, "block-size", "block_size")
-    cluster_key = _first(spec, "cluster-size", "cluster_size")
-    block = _int(spec, block_key, source, lname)
-    cluster = _int(spec, cluster_key, source, lname)
-    width = _int(spec, "width", source, lname)
-    if width is not None and block is None:
-        # Timeloop derives the block size from the width when it is not given.
-        block = width // (word_bits * (cluster or 1))
+# Timeloop attribute spellings (after '-' -> '_').
+_WORD_BITS = ("word_bits", "datawidth")
+_DEPTH = ("depth", "memory_depth", "data_storage_depth")
+_WIDTH = ("width", "memory_width", "data_storage_width")
+
+
+def _timeloop_level(f: _Fields, lname, *, instances, mesh_x, technology=None,
+                    keeps=frozenset(TENSOR_NAMES), inherited: MappingT = None) -> MemoryLevel:
+    """One storage level from Timeloop attributes (`entries`, or `depth` x block size, ...)."""
+    inherited = inherited or {}
+    _check_mesh(f, f.key("meshX") or "instances", mesh_x, instances)
+    word_bits = f.integer(*_WORD_BITS, default=inherited.get("word_bits", 8))
+    technology = technology or f.text("technology", "class", default="SRAM")
+    block = f.integer("block_size")
+    cluster = f.integer("cluster_size")
+    width = f.integer(*_WIDTH)
+    if width is not None:
+        # Timeloop derives whichever of block size / cluster size is missing from the width.
+        if block is None:
+            block = width // (word_bits * (cluster or 1))
+            if block < 1 or width % (word_bits * (cluster or 1)):
+                raise f.error(f.key(*_WIDTH), f"width {width} bits is not a multiple of word "
+                                              f"bits x cluster size ({word_bits} x {cluster or 1})")
+        elif cluster is None:
+            cluster = max(1, width // (word_bits * block))
     block, cluster = block or 1, cluster or 1
-    if technology.upper() == "DRAM":
+    if "DRAM" in technology.upper():
         entries = None
-    elif "entries" in spec:
-        entries = _int(spec, "entries", source, lname, allow_zero=True)
-    elif "depth" in spec:
-        entries = _int(spec, "depth", source, lname, allow_zero=True) * block
-    elif "sizeKB" in spec:
-        entries = int(spec["sizeKB"] * 1024 * 8 // word_bits)
+    elif f.has("entries"):
+        entries = f.integer("entries", minimum=0)
+    elif f.has(*_DEPTH):
+        entries = f.integer(*_DEPTH, minimum=0) * block
+    elif f.has("sizeKB"):
+        entries = int(f.number("sizeKB") * 1024 * 8 // word_bits)
     else:
-        raise InputError(f"level {lname}: no capacity; give 'entries' (words per instance), "
-                         "'depth' or 'sizeKB', or 'technology: DRAM'", source=source,
-                         field="entries")
-    read_bw = spec.get("read_bandwidth")
-    write_bw = spec.get("write_bandwidth")
-    if "bandwidth" in spec:  # deprecated in Timeloop: read = write = bandwidth / 2
-        read_bw = write_bw = float(spec["bandwidth"]) / 2
+        raise f.error("entries", "no capacity; expected 'entries' (words per instance), 'depth' "
+                                 "(rows of block-size words) or 'sizeKB', or 'technology: DRAM'")
+    read_bw = f.number("read_bandwidth")
+    write_bw = f.number("write_bandwidth")
+    if f.has("bandwidth"):  # deprecated in Timeloop: read = write = bandwidth / 2
+        read_bw = write_bw = f.number("bandwidth") / 2
+    energy = f.number("vector_access_energy", positive=False)
     return MemoryLevel(
-        name=lname,
-        entries=entries,
-        instances=_int(spec, "instances", source, lname, 1),
-        word_bits=word_bits,
-        mesh_x=_int(spec, "meshX", source, lname),
-        block_size=block,
-        cluster_size=cluster,
-        read_bandwidth=None if read_bw is None else float(read_bw),
-        write_bandwidth=None if write_bw is None else float(write_bw),
-        shared_bandwidth=(None if spec.get("shared_bandwidth") is None
-                          else float(spec["shared_bandwidth"])),
+        name=lname, entries=entries, instances=instances, word_bits=word_bits, keeps=keeps,
+        mesh_x=mesh_x, block_size=block, cluster_size=cluster,
+        read_bandwidth=read_bw, write_bandwidth=write_bw,
+        shared_bandwidth=f.number("shared_bandwidth"),
         technology=technology,
-        num_ports=_int(spec, _first(spec, "num-ports", "n_ports"), source, lname, 2),
-        num_banks=_int(spec, _first(spec, "num-banks", "n_banks"), source, lname, 2),
-        network_word_bits=_int(spec, "network-word-bits", source, lname),
+        num_ports=f.integer("num_ports", "n_ports", "nports", default=2),
+        num_banks=f.integer("num_banks", "n_banks", default=2),
+        network_word_bits=f.integer("network_word_bits"),
+        read_energy_pJ=energy, write_energy_pJ=energy,
     )
+
+
+# ---- format 2: Timeloop hierarchical `architecture: {subtree: ...}` ------------------------
+_RANGE = re.compile(r"^(?P<base>.*?)\s*\[\s*(?P<lo>-?\d+)\s*\.\.\s*(?P<hi>-?\d+)\s*\]$")
+_COMPUTE_CLASSES = ("compute", "mac", "intmac", "fpmac", "int_mac", "fp_mac")
+_NETWORK_WORDS = ("noc", "network", "legacy", "reductiontree", "multicast", "router", "wire")
+_STORAGE_WORDS = ("dram", "sram", "regfile", "buffer", "storage", "buffet", "cache", "register",
+                  "scratchpad", "rf")
+
+
+def _split_range(name, f: _Fields, key="name"):
+    """`PE[0..15]` -> ("PE", 16); `DRAM` -> ("DRAM", 1)."""
+    match = _RANGE.match(str(name))
+    if not match:
+        if "[" in str(name):
+            raise f.error(key, f"malformed instance range in {name!r}; expected NAME[lo..hi]")
+        return str(name).strip(), 1
+    lo, hi = int(match["lo"]), int(match["hi"])
+    if lo < 0 or hi < lo:
+        raise f.error(key, f"instance range in {name!r} is empty; expected NAME[lo..hi] with "
+                           "0 <= lo <= hi")
+    return match["base"], hi - lo + 1
+
+
+def _component_kind(f: _Fields) -> str:
+    """'storage', 'compute' or 'network' from a component's class / subclass."""
+    classes = [c.lower() for c in (f.text("class"), f.text("subclass")) if c]
+    if not classes:
+        raise f.error("class", "missing; expected a storage class (DRAM, SRAM, regfile, "
+                               "smartbuffer_*, storage), a compute class (mac, intmac, compute) "
+                               "or a network class (XY_NoC)")
+    for c in classes:  # the most specific mention wins: subclass after class
+        if c in _COMPUTE_CLASSES or c.endswith("mac") or "compute" in c:
+            return "compute"
+    for c in classes:
+        if any(w in c for w in _NETWORK_WORDS):
+            return "network"
+    for c in classes:
+        if any(w in c for w in _STORAGE_WORDS):
+            return "storage"
+    raise f.error(f.key("class") or "subclass",
+                  f"unknown component class {'/'.join(classes)!r}; expected a storage class "
+                  "(DRAM, SRAM, regfile, smartbuffer_*, storage), a compute class (mac, intmac, "
+                  "fpmac, compute) or a network class (XY_NoC, ...)")
+
+
+def _technology(f: _Fields) -> str:
+    """DRAM, regfile or SRAM from the class names (Timeloop's technology names)."""
+    classes = " ".join(c.lower() for c in (f.text("class"), f.text("subclass")) if c)
+    if "dram" in classes:
+        return "DRAM"
+    return "regfile" if "regfile" in classes or classes.endswith("_rf") else "SRAM"
+
+
+def from_timeloop_tree(data: MappingT, *, name="architecture", source=None) -> Architecture:
+    """Timeloop's `architecture: {version, subtree: [...]}` (outermost first, ranges multiply)."""
+    source = source or name
+    body = _Fields(data["architecture"], source, "architecture", timeloop_keys=True)
+    subtree = body.require("subtree", expected="a list with one top-level subtree "
+                                               "(name, local, subtree)")
+    outer_first, compute = [], []
+    _walk_subtree(subtree, source, "architecture.subtree", 1, {}, outer_first, compute)
+    arithmetic = _single_compute(compute, source, "architecture.subtree")
+    if not outer_first:
+        raise InputError("no storage component (class DRAM, SRAM, regfile, smartbuffer_*, "
+                         "storage) anywhere in the tree", source=source, field="architecture")
+    levels = [lv for lv, _ in reversed(outer_first)]
+    paths = {lv.name: path for lv, path in outer_first}
+    return _finish(name, arithmetic, levels, spec=dict(data), source=source, paths=paths)
+
+
+def _walk_subtree(subtree, source, path, multiplier, inherited, out, compute):
+    if not isinstance(subtree, list):
+        raise InputError("expected a list of subtrees", source=source, field=path)
+    if len(subtree) > 1:
+        raise InputError(f"{len(subtree)} sibling subtrees; expected one per level (a linear "
+                         "memory hierarchy)", source=source, field=path)
+    for n, node in enumerate(subtree):
+        npath = f"{path}[{n}]"
+        f = _Fields(node, source, npath, timeloop_keys=True)
+        base, count = _split_range(f.require("name", expected="the subtree's name"), f)
+        f.label = f"subtree {base}"
+        attrs = _Fields(f.get("attributes", default={}), source, f"{npath}.attributes",
+                        f.label, timeloop_keys=True)
+        scope = {**inherited, **{attrs._norm(k): v for k, v in attrs.data.items()}}
+        mult = multiplier * count
+        local = f.get("local", default=[])
+        if not isinstance(local, list):
+            raise f.error(f.key("local"), "expected a list of components")
+        for m, comp in enumerate(local):
+            _tree_component(comp, source, f"{npath}.local[{m}]", mult, scope, out, compute)
+        if f.has("subtree"):
+            _walk_subtree(f.get("subtree"), source, f"{npath}.subtree", mult, scope, out, compute)
+
+
+def _tree_component(comp, source, path, multiplier, inherited, out, compute):
+    f = _Fields(comp, source, path, timeloop_keys=True)
+    base, count = _split_range(f.require("name", expected="the component's name"), f)
+    f.label = f"component {base}"
+    kind = _component_kind(f)
+    attrs_raw = f.get("attributes", default={})
+    attrs = _Fields({**{k: v for k, v in inherited.items() if k not in ("instances", "meshX")},
+                     **(attrs_raw if isinstance(attrs_raw, MappingT) else {})},
+                    source, f"{path}.attributes", f.label, timeloop_keys=True)
+    if not isinstance(attrs_raw, MappingT):
+        raise f.error(f.key("attributes"), f"expected a mapping, got {_describe(attrs_raw)}")
+    instances = multiplier * count
+    given = attrs.integer("instances")
+    if given is not None and given != instances and instances != 1:
+        raise attrs.error("instances", f"{given} disagrees with the {instances} instances of the "
+                                       "[lo..hi] ranges on the path to this component")
+    instances = given or instances
+    mesh_x = attrs.integer("meshX")
+    if kind == "network":
+        return
+    if kind == "compute":
+        _check_mesh(attrs, attrs.key("meshX") or "instances", mesh_x, instances)
+        compute.append(Arithmetic(instances=instances,
+                                  word_bits=attrs.integer(*_WORD_BITS, default=8),
+                                  mesh_x=mesh_x, name=base))
+        return
+    if compute:
+        raise f.error("name", "storage below the compute component; expected the MACs innermost")
+    out.append((_timeloop_level(attrs, base, instances=instances, mesh_x=mesh_x,
+                                technology=_technology(f)), path))
+
+
+def _single_compute(compute, source, field) -> Arithmetic:
+    if len(compute) != 1:
+        raise InputError(f"found {len(compute)} compute components; expected exactly one (class "
+                         "mac / intmac / compute, the innermost component)", source=source,
+                         field=field)
+    return compute[0]
+
+
+# ---- format 3: Timeloop v0.4 `architecture: {nodes: ...}` ---------------------------------
+def from_timeloop_v04(data: MappingT, *, name="architecture", source=None) -> Architecture:
+    """Timeloop 0.4's node list (outermost first). `timeloop_spec` stays None: Timeloop reads
+    this format only through timeloopfe, so the Timeloop writer emits its own file."""
+    source = source or name
+    body = _Fields(data["architecture"], source, "architecture", timeloop_keys=True)
+    nodes = body.require("nodes", expected="a list of !Container / !Component nodes")
+    components = list(_flatten_nodes(nodes, source, "architecture.nodes"))
+    if not components:
+        raise body.error("nodes", "no !Component; expected storage levels and a compute leaf")
+    *storage, (leaf_f, leaf_base, leaf_mesh, leaf_attrs) = components
+    if _component_kind_or_none(leaf_f) not in (None, "compute"):
+        raise leaf_f.error("class", "the last component must be the compute element (class "
+                                    "mac / intmac / compute)")
+    (mx, my) = leaf_mesh
+    arithmetic = Arithmetic(instances=mx * my, word_bits=leaf_attrs.integer(*_WORD_BITS, default=8),
+                            mesh_x=mx, name=leaf_base)
+    levels, paths = [], {}
+    for f, base, (mx, my), attrs in storage:
+        kind = _component_kind(f)
+        if kind == "network":
+            continue
+        if kind == "compute":
+            raise f.error("class", "a compute component above storage; expected the compute "
+                                   "element as the last component")
+        keeps = _node_keeps(f)
+        paths[base] = f.path
+        levels.append(_timeloop_level(attrs, base, instances=mx * my, mesh_x=mx,
+                                      technology=_technology(f), keeps=keeps))
+    if not levels:
+        raise body.error("nodes", "no storage component; expected at least a DRAM level")
+    return _finish(name, arithmetic, levels[::-1], spec=None, source=source, paths=paths)
+
+
+def _component_kind_or_none(f: _Fields):
+    return _component_kind(f) if (f.has("class") or f.has("subclass")) else None
+
+
+def _flatten_nodes(nodes, source, path, mesh=(1, 1), inherited=None):
+    """Yield (fields, name, (meshX, meshY) so far, attributes) of each !Component, outer first."""
+    inherited = dict(inherited or {})
+    if not isinstance(nodes, list):
+        raise InputError("expected a list of nodes", source=source, field=path)
+    for n, node in enumerate(nodes):
+        npath = f"{path}[{n}]"
+        f = _Fields(node, source, npath, timeloop_keys=True)
+        tag = node.get("!", "Component" if f.has("class", "subclass") else None)
+        if tag is None:
+            raise f.error("!", "untagged node; expected !Container, !Component, !Parallel or "
+                               "!Nothing")
+        if tag == "Nothing":
+            continue
+        if tag == "Parallel":
+            # Side-by-side buffers become consecutive levels, the first listed outermost.
+            inner = list(_flatten_nodes(f.get("nodes", default=[]), source, f"{npath}.nodes",
+                                        mesh, inherited))
+            yield from inner
+            continue
+        if tag not in ("Container", "Component", "Hierarchical"):
+            raise f.error("!", f"unknown node tag !{tag}; expected !Container, !Component, "
+                               "!Parallel or !Nothing")
+        base = f.text("name") or ""
+        f.label = f"{tag.lower()} {base or n}"
+        spatial = _Fields(f.get("spatial", default={}), source, f"{npath}.spatial", f.label,
+                          timeloop_keys=True)
+        mesh = (mesh[0] * spatial.integer("meshX", default=1),
+                mesh[1] * spatial.integer("meshY", default=1))
+        attrs_raw = f.get("attributes", default={})
+        if not isinstance(attrs_raw, MappingT):
+            raise f.error(f.key("attributes"), f"expected a mapping, got {_describe(attrs_raw)}")
+        if tag == "Container" or tag == "Hierarchical":
+            inherited.update({k.replace("-", "_"): v for k, v in attrs_raw.items()})
+            if tag == "Hierarchical":
+                yield from _flatten_nodes(f.get("nodes", default=[]), source, f"{npath}.nodes",
+                                          mesh, inherited)
+            continue
+        if not base:
+            raise f.error("name", "missing; expected the component's name")
+        attrs = _Fields({**inherited, **attrs_raw}, source, f"{npath}.attributes", f.label,
+                        timeloop_keys=True)
+        yield f, base, mesh, attrs
+
+
+def _node_keeps(f: _Fields) -> frozenset:
+    constraints = _Fields(f.get("constraints", default={}), f.source, f.field("constraints"),
+                          f.label, timeloop_keys=True)
+    dataspace = _Fields(constraints.get("dataspace", default={}), f.source,
+                        constraints.field("dataspace"), f.label, timeloop_keys=True)
+    keep_only = dataspace.tensors("keep_only")
+    if keep_only is not None:
+        return keep_only
+    kept = set(TENSOR_NAMES) - set(dataspace.tensors("bypass", default=frozenset()))
+    keep = dataspace.tensors("keep")
+    if keep is not None:
+        kept |= keep
+        both = keep & (dataspace.tensors("bypass", default=frozenset()))
+        if both:
+            raise dataspace.error("keep", f"{sorted(both)} both kept and bypassed")
+    return frozenset(kept)
+
+
+# ---- format 4: the short format ------------------------------------------------------------
+_LEVEL_FIELDS = ("name", "entries", "instances", "mesh_x", "word_bits", "keeps", "bypass",
+                 "shares", "block_size", "cluster_size", "read_bandwidth", "write_bandwidth",
+                 "shared_bandwidth", "read_energy_pJ", "write_energy_pJ", "technology",
+                 "num_ports", "num_banks", "network_word_bits", "spatial_x", "spatial_y")
+_MAC_FIELDS = ("instances", "mesh_x", "word_bits", "energy_pJ", "name")
+
+
+def from_short(data: MappingT, *, name=None, source=None) -> Architecture:
+    """tvm_cosa's short format (see the module docstring)."""
+    source = source or name or "architecture"
+    top = _Fields(data, source, "")
+    top.check_known(("name", "macs", "levels"))
+    name = name or top.text("name") or "architecture"
+    macs = _Fields(top.require("macs", expected="{instances, mesh_x, word_bits}"), source, "macs",
+                   "macs")
+    macs.check_known(_MAC_FIELDS)
+    instances = macs.integer("instances")
+    if instances is None:
+        raise macs.error("instances", "missing; expected the number of MACs")
+    mesh_x = macs.integer("mesh_x")
+    _check_mesh(macs, "mesh_x", mesh_x, instances)
+    arithmetic = Arithmetic(instances=instances, word_bits=macs.integer("word_bits", default=8),
+                            mesh_x=mesh_x, energy_pJ=macs.number("energy_pJ", positive=False),
+                            name=macs.text("name", default="__ARITH__"))
+    specs = top.require("levels", expected="a list of levels, innermost first")
+    if not isinstance(specs, list) or not specs:
+        raise top.error("levels", "expected a non-empty list of levels, innermost first")
+    levels = [_short_level(spec, source, f"levels[{n}]", n == len(specs) - 1,
+                           arithmetic.word_bits)
+              for n, spec in enumerate(specs)]
+    paths = {lv.name: f"levels[{n}]" for n, lv in enumerate(levels)}
+    return _finish(name, arithmetic, levels, spec=None, source=source, paths=paths)
+
+
+def _short_level(spec, source, path, outermost, default_word_bits) -> MemoryLevel:
+    f = _Fields(spec, source, path)
+    lname = f.text("name")
+    if not lname:
+        raise f.error("name", "missing; expected the level's name")
+    f.label = f"level {lname}"
+    f.check_known(_LEVEL_FIELDS)
+    technology = f.text("technology")
+    if f.has("entries"):
+        entries = f.integer("entries", minimum=0)
+    elif outermost or (technology or "").upper() == "DRAM":
+        entries = None
+    else:
+        raise f.error("entries", "missing; expected words per instance (only the outermost level "
+                                 "may omit it: it is then an unbounded DRAM)")
+    technology = technology or ("DRAM" if entries is None else "SRAM")
+    instances = f.integer("instances", default=1)
+    mesh_x = f.integer("mesh_x")
+    _check_mesh(f, "mesh_x", mesh_x, instances)
+    if f.has("keeps") and f.has("bypass"):
+        raise f.error("bypass", "give either 'keeps' or 'bypass', not both")
+    keeps = f.tensors("keeps")
+    if keeps is None:
+        keeps = frozenset(TENSOR_NAMES) - f.tensors("bypass", default=frozenset())
+    return MemoryLevel(
+        name=lname, entries=entries, instances=instances,
+        word_bits=f.integer("word_bits", default=default_word_bits), keeps=keeps,
+        shares=_shares(f, keeps), mesh_x=mesh_x,
+        block_size=f.integer("block_size", default=1),
+        cluster_size=f.integer("cluster_size", default=1),
+        read_bandwidth=f.number("read_bandwidth"), write_bandwidth=f.number("write_bandwidth"),
+        shared_bandwidth=f.number("shared_bandwidth"), technology=technology,
+        num_ports=f.integer("num_ports", default=2), num_banks=f.integer("num_banks", default=2),
+        network_word_bits=f.integer("network_word_bits"),
+        read_energy_pJ=f.number("read_energy_pJ", positive=False),
+        write_energy_pJ=f.number("write_energy_pJ", positive=False),
+        spatial_dims_x=f.strings("spatial_x"), spatial_dims_y=f.strings("spatial_y"),
+    )
+
+
+def _shares(f: _Fields, keeps) -> tuple:
+    if not f.has("shares"):
+        return ()
+    shares = _Fields(f.get("shares", default={}), f.source, f.field("shares"), f.label)
+    out = {}
+    for t in shares.data:
+        if t not in TENSOR_NAMES:
+            raise shares.error(t, f"unknown tensor; expected some of {list(TENSOR_NAMES)}")
+        if t not in keeps:
+            raise shares.error(t, f"a share for {t}, which the level does not keep "
+                                  f"(keeps {sorted(keeps)})")
+        ratio = shares.number(t)
+        if ratio > 1:
+            raise shares.error(t, f"expected a fraction in (0, 1], got {ratio}")
+        out[t] = ratio
+    return tuple(sorted(out.items()))
+
+
+def to_short_dict(arch: Architecture) -> dict:
+    """The short format of `arch` (every field that differs from the loader's default)."""
+    a = arch.arithmetic
+    macs = {"instances": a.instances, "word_bits": a.word_bits}
+    macs.update({k: v for k, v in (("mesh_x", a.mesh_x), ("energy_pJ", a.energy_pJ))
+                 if v is not None})
+    if a.name != "__ARITH__":
+        macs["name"] = a.name
+    levels = []
+    for lv in arch.levels:
+        spec = {"name": lv.name, "entries": lv.entries, "instances": lv.instances,
+                "word_bits": lv.word_bits, "keeps": sorted(lv.keeps),
+                "technology": lv.technology, "block_size": lv.block_size,
+                "cluster_size": lv.cluster_size, "num_ports": lv.num_ports,
+                "num_banks": lv.num_banks}
+        if lv.entries is None:
+            del spec["entries"]
+        optional = (("mesh_x", lv.mesh_x), ("read_bandwidth", lv.read_bandwidth),
+                    ("write_bandwidth", lv.write_bandwidth),
+                    ("shared_bandwidth", lv.shared_bandwidth),
+                    ("network_word_bits", lv.network_word_bits),
+                    ("read_energy_pJ", lv.read_energy_pJ), ("write_energy_pJ", lv.write_energy_pJ),
+                    ("shares", dict(lv.shares) or None),
+                    ("spatial_x", None if lv.spatial_dims_x is None else list(lv.spatial_dims_x)),
+                    ("spatial_y", None if lv.spatial_dims_y is None else list(lv.spatial_dims_y)))
+        spec.update({k: v for k, v in optional if v is not None})
+        levels.append(spec)
+    return {"name": arch.name, "macs": macs, "levels": levels}
+
+
+# ---- mapspace, energies, presets -----------------------------------------------------------
+def _mapspace_constraints(data, source):
+    """The constraint list of any Timeloop mapspace / constraints layout."""
+    if not isinstance(data, MappingT):
+        raise InputError(f"expected a mapping such as 'mapspace: {{constraints: [...]}}', got "
+                         f"{_describe(data)}", source=source)
+    for outer, inner in (("mapspace", "constraints"), ("mapspace_constraints", "targets"),
+                         ("architecture_constraints", "targets"), ("constraints", "targets")):
+        if outer not in data:
+            continue
+        body = data[outer]
+        if isinstance(body, list):
+            return body, outer
+        if isinstance(body, MappingT):
+            for key in (inner, "constraints", "targets"):
+                if isinstance(body.get(key), list):
+                    return body[key], f"{outer}.{key}"
+        raise InputError(f"expected a list of constraints under '{outer}'", source=source,
+                         field=outer)
+    raise InputError(f"no constraints (top-level keys {sorted(map(str, data))}); expected "
+                     "'mapspace: {constraints: [{target, type: bypass, keep, bypass}]}'",
+                     source=source, field="mapspace.constraints")
 
 
 def apply_mapspace(arch: Architecture, data: MappingT, source=None) -> Architecture:
-    """Set each level's kept tensors from a mapspace's bypass (`datatype`) constraints."""
+    """Set each level's kept tensors from a mapspace's bypass (`datatype`) constraints.
+
+    Other constraint types (temporal, spatial, utilization) do not change the architecture and
+    are skipped; a target that names no level is an error.
+    """
     source = source or "mapspace"
-    body = data.get("mapspace", data) if isinstance(data, MappingT) else None
-    constraints = body.get("constraints") if isinstance(body, MappingT) else None
-    if not isinstance(constraints, list):
-        raise InputError("expected 'mapspace: {constraints: [...]}'", source=source,
-                         field="mapspace.constraints")
+    constraints, path = _mapspace_constraints(data, source)
     keeps = {}
-    for c in constraints:
-        if not isinstance(c, MappingT) or c.get("type") not in ("datatype", "bypass"):
+    for n, c in enumerate(constraints):
+        f = _Fields(c, source, f"{path}[{n}]", timeloop_keys=True)
+        ctype = f.text("type")
+        if ctype is None:
+            raise f.error("type", "missing; expected bypass / datatype, temporal, spatial or "
+                                  "utilization")
+        if ctype not in ("datatype", "bypass", "dataspace"):
             continue
-        target = c.get("target")
-        arch.level_index(target)  # names the level if it does not exist
-        kept = set(TENSOR_NAMES) - set(c.get("bypass") or [])
-        if "keep" in c:
-            kept = set(c.get("keep") or [])
-        unknown = kept - set(TENSOR_NAMES)
-        if unknown:
-            raise InputError(f"level {target}: unknown tensors {sorted(unknown)}; expected "
-                             f"{list(TENSOR_NAMES)}", source=source, field="keep")
-        keeps[target] = kept
+        target = f.text("target")
+        if target is None:
+            raise f.error("target", "missing; expected a level name")
+        if target not in arch.level_names:
+            raise f.error("target", f"no level named {target!r} in {arch.name}; levels are "
+                                    f"{list(arch.level_names)}")
+        f.label = f"level {target}"
+        bypass = f.tensors("bypass", default=frozenset())
+        keep = f.tensors("keep")
+        if keep is not None and keep & bypass:
+            raise f.error("keep", f"{sorted(keep & bypass)} both kept and bypassed")
+        keeps[target] = keep if keep is not None else frozenset(TENSOR_NAMES) - bypass
     spec = arch.timeloop_spec
-    result = arch.with_bypass(keeps)
-    return replace(result, timeloop_spec=spec)
+    return replace(arch.with_bypass(keeps), timeloop_spec=spec)
 
 
-def apply_energy_table(arch: Architecture, table: MappingT) -> Architecture:
+def apply_energy_table(arch: Architecture, table: MappingT, source=None) -> Architecture:
     """Per-level energies `{level: {read: pJ, write: pJ}, arithmetic: pJ}` (per vector access)."""
+    source = source or f"energy table of {arch.name}"
+    t = _Fields(table, source, "")
     levels = list(arch.levels)
+    for key in t.data:
+        if key != "arithmetic" and key not in arch.level_names:
+            raise t.error(key, f"no level named {key!r} in {arch.name}; expected 'arithmetic' or "
+                               f"one of {list(arch.level_names)}")
     for i, lv in enumerate(levels):
-        entry = table.get(lv.name)
-        if entry is not None:
-            levels[i] = replace(lv, read_energy_pJ=float(entry["read"]),
-                                write_energy_pJ=float(entry.get("write", entry["read"])))
+        if lv.name not in t.data:
+            continue
+        entry = _Fields(t.data[lv.name], source, lv.name, f"level {lv.name}")
+        read = entry.number("read", positive=False)
+        if read is None:
+            raise entry.error("read", "missing; expected pJ per vector read")
+        levels[i] = replace(lv, read_energy_pJ=read,
+                            write_energy_pJ=entry.number("write", default=read, positive=False))
     arithmetic = arch.arithmetic
-    if "arithmetic" in table:
-        arithmetic = replace(arithmetic, energy_pJ=float(table["arithmetic"]))
+    if "arithmetic" in t.data:
+        arithmetic = replace(arithmetic, energy_pJ=t.number("arithmetic", positive=False))
     return replace(arch, arithmetic=arithmetic, levels=tuple(levels))
 
 
 def load_preset(name: str) -> Architecture:
     if name not in PRESETS:
         raise InputError(f"unknown architecture preset {name!r}; expected one of {list(PRESETS)} "
-                         "or a path to an architecture YAML file")
+                         "or a path to an architecture YAML file", field="arch")
     arch = load_architecture(PRESET_DIR / f"{name}.arch.yaml",
                              PRESET_DIR / f"{name}.mapspace.yaml", name=name)
     energy = PRESET_DIR / f"{name}.energy.yaml"
     if energy.exists():
-        arch = apply_energy_table(arch, load_yaml(energy))
+        arch = apply_energy_table(arch, read_yaml(energy), energy)
     if name == "gemmini":
         # Weight-stationary array: input channels along X (rows), output channels along Y.
         i = arch.level_index("Accumulator")

@@ -208,10 +208,15 @@ class Problem:
         src = source or name
         if not isinstance(data, MappingT):
             raise InputError("expected a mapping with a 'problem' key", source=src)
+        prefix = "problem." if "problem" in data else ""
         body = data.get("problem", data)
         if not isinstance(body, MappingT):
             raise InputError("expected a mapping of dimension sizes", source=src, field="problem")
         if "instance" in body:  # Timeloop v0.4: problem: {shape: ..., instance: {...}}
+            if not isinstance(body["instance"], MappingT):
+                raise InputError("expected a mapping of dimension sizes", source=src,
+                                 field=f"{prefix}instance")
+            prefix += "instance."
             body = {**body["instance"], "shape": body.get("shape", "cnn-layer")}
         shape = body.get("shape", "cnn-layer")
         if isinstance(shape, MappingT):
@@ -220,22 +225,34 @@ class Problem:
         def get(key, default=None):
             value = body.get(key, default)
             if value is None:
-                raise InputError("missing; expected a positive integer", source=src, field=key)
+                raise InputError("missing; expected a positive integer", source=src,
+                                 field=prefix + key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"expected a positive integer, got {value!r}", source=src,
-                                 field=key)
+                                 field=prefix + key)
             return value
 
+        def check_fields(dims):
+            # A misspelt stride or dimension would otherwise silently default to 1.
+            known = (*dims, "shape", "version", "name", "densities")
+            for key in body:
+                if key not in known:
+                    raise InputError(f"unknown field for shape {shape!r}; expected some of "
+                                     f"{list(known)}", source=src, field=prefix + str(key))
+
         if shape in ("cnn-layer", "conv2d", "cnn_layer"):
+            check_fields(("R", "S", "P", "Q", "C", "K", "N", "G", "Hstride", "Wstride",
+                          "Hdilation", "Wdilation"))
             return cls.conv2d(R=get("R"), S=get("S"), P=get("P"), Q=get("Q"), C=get("C"),
                               K=get("K"), N=get("N", 1),
                               stride=(get("Hstride", 1), get("Wstride", 1)),
                               dilation=(get("Hdilation", 1), get("Wdilation", 1)),
                               groups=get("G", 1), name=name)
         if shape in ("matmul", "gemm", "dense"):
+            check_fields(("M", "N", "K", "B"))
             return cls.matmul(M=get("M"), N=get("N"), K=get("K"), batch=get("B", 1), name=name)
         raise InputError(f"unknown shape {shape!r}; expected 'cnn-layer' or 'matmul'",
-                         source=src, field="shape")
+                         source=src, field=prefix + "shape")
 
     @classmethod
     def from_yaml(cls, path) -> "Problem":

@@ -5,6 +5,7 @@ from .architecture_yaml import load_architecture
 from .errors import CoSAError, InfeasibleError, InputError, SolverError, TimeloopError
 from .mapping import LevelMapping, Mapping
 from .problem import Problem, Tensor
+from .scheduler import Objective, cosa, schedule
 from .validity import InvalidMappingError, assert_valid, check_mapping, is_valid
 
 __version__ = "0.1.0"
@@ -14,4 +15,5 @@ __all__ = [
     "CoSAError", "InfeasibleError", "InputError", "SolverError", "TimeloopError",
     "LevelMapping", "Mapping", "Problem", "Tensor",
     "InvalidMappingError", "assert_valid", "check_mapping", "is_valid",
+    "Objective", "cosa", "schedule",
 ]

@@ -98,6 +98,12 @@ def _check_spatial(mapping, problem, arch, strict) -> list[Violation]:
     for i in reversed(range(arch.num_levels)):
         lv, level = mapping.levels[i], arch.levels[i]
         fx, fy = arch.fanout(i)
+        lx, ly = level.mesh
+        if not strict and (cum_x * cum_y > level.instances or cum_x > lx or cum_y > ly):
+            # Timeloop checks every level's cumulative instances and X / Y expansions.
+            out.append(Violation("fanout", f"level {level.name}: spatial factors above it use "
+                                           f"{cum_x} x {cum_y} instances; it has {lx} x {ly}",
+                                 level.name))
         sx, sy = math.prod(lv.spatial_x.values()), math.prod(lv.spatial_y.values())
         cum_x, cum_y = cum_x * sx, cum_y * sy
         if strict and (sx > fx or sy > fy):

@@ -1,0 +1,135 @@
+"""`tvm-cosa compile`: compile an ONNX model with CoSAPass and print the per-layer report.
+
+    tvm-cosa compile MODEL.onnx --arch gemmini [--report FILE.json] [--csv FILE.csv]
+        [--plot FILE.png] [--verify] [--layout NHWC] [--input-shape NAME=1,3,224,224]
+
+The model is imported into TVM (Relax), every conv2d and matmul is scheduled with CoSA for the
+architecture and lowered to TIR, and the module is built for llvm. With --verify the built module
+runs on seeded random inputs and its outputs are compared with onnxruntime's. A layer that cannot
+be scheduled keeps TVM's default schedule and is marked in the report; the compile goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ..errors import CoSAError, InputError
+
+SOLVERS = ("auto", "highs", "gurobi")
+CHECKS = ("auto", "timeloop", "builtin", "none")
+
+
+def _parse_shapes(values) -> dict:
+    shapes = {}
+    for text in values:
+        name, sep, dims = text.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+            if any(d < 1 for d in shapes[name]):
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter(f"{text!r}: expected NAME=D1,D2,... with positive sizes",
+                                     param_hint="--input-shape") from None
+    return shapes
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--arch", "arch_spec", required=True, metavar="{gemmini|simba|ARCH.yaml}",
+              help="A preset name or an architecture YAML file.")
+@click.option("--mapspace", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Timeloop mapspace / constraints file (bypass: what each level keeps).")
+@click.option("--solver", type=click.Choice(SOLVERS), default="auto", show_default=True)
+@click.option("--check", type=click.Choice(CHECKS), default="auto", show_default=True,
+              help="How each schedule is checked: Timeloop when installed (auto), Timeloop, "
+                   "the built-in model, or not at all.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Schedule cache directory [default: $TVM_COSA_CACHE or ~/.cache/tvm_cosa].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the schedule cache.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes solving layers in parallel.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Per-layer solver time limit.")
+@click.option("--layout", type=click.Choice(("NCHW", "NHWC")), default="NCHW",
+              show_default=True, help="Convert convolutions to this layout before scheduling.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
+              help="Static shape of a model input (dynamic dimensions default to 1).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.json", help="Save the report as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.csv", help="Save the report as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.png", help="Plot cycles per layer against the lower bound.")
+@click.option("--build/--no-build", default=True, show_default=True,
+              help="Build the scheduled module for llvm.")
+@click.option("--verify", is_flag=True,
+              help="Run the built module and compare its outputs with onnxruntime's.")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Largest relative error --verify accepts (float32).")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False), default=None,
+              metavar="LIB.so", help="Export the built module as a shared library.")
+def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, jobs, time_limit,
+             layout, input_shapes, report_path, csv_path, plot_path, build, verify, tolerance,
+             export_path):
+    """Compile MODEL (ONNX) with CoSAPass for an accelerator and print the per-layer report."""
+    from ..architecture_yaml import load_architecture
+    from ..relax import frontend
+
+    try:
+        arch = load_architecture(arch_spec, mapspace=mapspace)
+        onnx_model = frontend.load_onnx(model)
+        shapes = _parse_shapes(input_shapes)
+        started = time.perf_counter()
+        mod = frontend.import_onnx(onnx_model, shapes)
+        mod, report = frontend.compile_model(
+            mod, arch, layout=None if layout == "NCHW" else layout, solver=solver,
+            check=None if check == "none" else check, cache=False if no_cache else cache_dir,
+            jobs=jobs, time_limit=time_limit, progress=sys.stderr.isatty())
+    except CoSAError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(report.table())
+    _save(report, report_path, csv_path, plot_path)
+    if not (build or verify or export_path):
+        return
+    ex = frontend.build(mod, arch=arch)
+    click.echo(f"built for llvm in {time.perf_counter() - started:.1f} s (import, schedule, "
+               "lower, build)")
+    if export_path:
+        ex.export_library(export_path)
+        click.echo(f"exported {export_path}")
+    if verify:
+        _verify(onnx_model, ex, frontend, tolerance)
+
+
+def _save(report, report_path, csv_path, plot_path):
+    try:
+        if report_path:
+            click.echo(f"report: {report.to_json(report_path)}")
+        if csv_path:
+            click.echo(f"csv: {report.to_csv(csv_path)}")
+        if plot_path:
+            report.plot(plot_path)
+            click.echo(f"plot: {plot_path}")
+    except OSError as err:
+        raise click.ClickException(f"could not write the report: {err}") from None
+
+
+def _verify(onnx_model, ex, frontend, tolerance):
+    from ..models import input_feed
+
+    feed = input_feed(onnx_model)
+    try:
+        err = frontend.max_rel_error(frontend.run_tvm(ex, feed),
+                                     frontend.run_onnxruntime(onnx_model, feed))
+    except (InputError, ValueError) as exc:
+        raise click.ClickException(f"verification could not run: {exc}") from None
+    verdict = "OK" if err <= tolerance else "MISMATCH"
+    click.echo(f"verify against onnxruntime: max relative error {err:.2e} "
+               f"(tolerance {tolerance:g}) {verdict}")
+    if err > tolerance:
+        raise click.ClickException("outputs differ from onnxruntime beyond the tolerance")

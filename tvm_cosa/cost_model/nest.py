@@ -1,0 +1,235 @@
+"""Access counting the way Timeloop 019f107's nest analysis does it, in closed form.
+
+Timeloop walks the loop nest and, at every storage level, records the *delta* between the tile
+it holds now and the tile it held at the previous step (axis-aligned boxes per tensor). It does
+not walk every iteration: each temporal loop runs iteration 0, then iteration 1 standing for the
+remaining n-1 iterations, so the visited index vectors are all 0/1 vectors in counting order,
+weighted by the product of (n-1) over their ones. Consequences reproduced here:
+
+* a transition at loop j (j: 0 -> 1, every inner loop: 1 -> 0) moves the tile by +stride_j on
+  j's dimension and by -stride_k (one step, not n_k-1 steps) on each inner loop's dimension, and
+  happens (n_j - 1) * prod(n_outer) times in total;
+* a box that moves along exactly one axis and still overlaps the old one costs only the new
+  slice (the halo is reused); moving along two axes, or not overlapping, costs the whole box;
+* a partial move is only granted when the tile's previous transition was its first fill, a
+  whole-box reload, or a partial move the same way (same axis and sign); after a transition
+  that left the tile where it was, or a move the other way, the whole box is fetched again
+  (Timeloop's reset-on-stride-change rule; the "unchanged" case was fixed on the reference runs:
+  e.g. DRAM loops K2 P7 C2, K innermost, reload the whole input tile at every P step);
+* spatial children whose tiles have the same position (the tensor does not depend on the
+  spatial dimension) receive the same data: the parent reads it once (multicast).
+
+A tensor whose every axis is a single dimension (weights, outputs) can never overlap partially,
+so its count is the classic tile x product of the loops from the innermost relevant one out.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+ZERO, FULL, PARTIAL = 0, 1, 2
+_STAYED = "Z"  # direction state after a transition that left the tile in place
+
+
+class Nest:
+    """Loop structure of one mapping, innermost level first, as plain ints and tuples.
+
+    `temporal[i]`: ((dim, n, stride), ...) of level i's loops with n > 1, innermost first.
+    `spatial[i]`: ((dim, n, stride), ...) of level i's spatial loops (the fan-out below it).
+    `ext[i][d]`: extent of dimension d over the loops of levels 0..i (the tile of level i);
+    `block_ext[i]`: over levels 0..i-1 plus level i's spatial loops (what one fan-out covers).
+    `above[i]`: the temporal loops of levels i+1.. (innermost first).
+    """
+
+    __slots__ = ("temporal", "spatial", "ext", "block_ext", "above", "compute_cycles")
+
+    def __init__(self, ndims, levels):
+        """`levels[i]` = (temporal ((dim, n), ...) innermost first, spatial ((dim, n), ...))."""
+        cur = [1] * ndims
+        temporal, spatial, ext, block_ext = [], [], [], []
+        compute = 1
+        for level in levels:
+            sp = []
+            for d, n in level[1]:
+                sp.append((d, n, cur[d]))
+                cur[d] *= n
+            block_ext.append(tuple(cur))
+            tl = []
+            for d, n in level[0]:
+                tl.append((d, n, cur[d]))
+                cur[d] *= n
+                compute *= n
+            temporal.append(tuple(tl))
+            spatial.append(tuple(sp))
+            ext.append(tuple(cur))
+        above = [()] * len(levels)
+        for i in range(len(levels) - 2, -1, -1):
+            above[i] = temporal[i + 1] + above[i + 1]
+        self.temporal, self.spatial = tuple(temporal), tuple(spatial)
+        self.ext, self.block_ext, self.above = tuple(ext), tuple(block_ext), tuple(above)
+        self.compute_cycles = compute
+
+
+class TensorShape:
+    """A tensor's axes as dimension indices, with what the counting needs precomputed."""
+
+    __slots__ = ("axes", "simple", "relevant", "dim_axes", "size")
+
+    def __init__(self, axes):
+        self.axes = axes  # ((dim, coef), ...) per axis
+        self.simple = all(len(axis) == 1 for axis in axes)
+        dim_axes = {}
+        for a, axis in enumerate(axes):
+            for d, c in axis:
+                if c:
+                    dim_axes.setdefault(d, []).append((a, c))
+        self.dim_axes = {d: tuple(v) for d, v in dim_axes.items()}
+        self.relevant = frozenset(self.dim_axes)
+        self.size = _size_function(axes)
+
+    def extents(self, ext):
+        """Bounding box of a tile with per-dimension extents `ext` along each axis."""
+        return tuple(sum(c * (ext[d] - 1) for d, c in axis) + 1 for axis in self.axes)
+
+
+def _size_function(axes):
+    """`size(ext)`: words in the bounding box, as straight-line code (it runs very often)."""
+    factors = []
+    for axis in axes:
+        if len(axis) == 1 and axis[0][1] == 1:
+            factors.append(f"e[{int(axis[0][0])}]")
+        else:
+            terms = "+".join(f"{int(c)}*(e[{int(d)}]-1)" for d, c in axis)
+            factors.append(f"({terms or '0'}+1)")
+    return eval("lambda e: " + ("*".join(factors) or "1"))  # ints only: safe
+
+
+def fills(shape: TensorShape, tile_ext, full: int, loops) -> int:
+    """Words one instance receives over the run (first fill included).
+
+    `tile_ext`: per-dimension extents of the tile, `full` its size, `loops`: the temporal loops
+    above it, innermost first, ((dim, n, stride), ...).
+    """
+    relevant = shape.relevant
+    if shape.simple:
+        product = 0
+        for d, n, _ in loops:
+            if product:
+                product *= n
+            elif d in relevant:
+                product = n
+        return full * (product or 1)
+    if not any(d in relevant for d, _, _ in loops):
+        return full
+    extents = shape.extents(tile_ext)
+    kinds = _transitions(shape, extents, full, loops)
+    if all(k[0] != PARTIAL for k in kinds):
+        # No halo reuse possible: every transition costs all or nothing, whatever came before.
+        total, weight = 0, 1
+        for j in range(len(loops) - 1, -1, -1):
+            n = loops[j][1]
+            if kinds[j][0] == FULL:
+                total += (n - 1) * weight
+            weight *= n
+        return full * (1 + total)
+    return full + _walk(kinds, loops, full)
+
+
+def _transitions(shape, extents, full, loops):
+    """Kind of each loop's transition: (ZERO|FULL,) or (PARTIAL, axis, positive?, words)."""
+    out = []
+    dim_axes = shape.dim_axes
+    reset = [0] * len(extents)  # axis shift of the inner loops going back from 1 to 0
+    for d, n, stride in loops:
+        terms = dim_axes.get(d, ())
+        shift = list(reset)
+        for a, c in terms:
+            shift[a] += c * stride
+        moved = [a for a, s in enumerate(shift) if s]
+        if not moved:
+            out.append((ZERO,))
+        elif len(moved) == 1 and abs(shift[moved[0]]) < extents[moved[0]]:
+            a = moved[0]
+            out.append((PARTIAL, a, shift[a] > 0, full // extents[a] * abs(shift[a])))
+        else:
+            out.append((FULL,))
+        for a, c in terms:
+            reset[a] -= c * stride
+    return out
+
+
+def _walk(kinds, loops, full) -> int:
+    """Weighted sum of deltas over Timeloop's 0/1 iteration order, tracking the move direction.
+
+    block(j, g): total of the loops 0..j-1 run once through, entered with direction state g,
+    and the state it leaves. States: None (free: after the first fill or a whole reload),
+    _STAYED (the last transition left the tile in place), or (axis, positive?) after a partial
+    move. Built bottom-up for every state (there are few): block(j+1, g) = block(j, g), then
+    loop j's transition, then block(j, .) again, (n_j - 1) times over.
+    """
+    states = [None, _STAYED] + list({(k[1], k[2]) for k in kinds if k[0] == PARTIAL})
+    table = {g: (0, g) for g in states}
+    for kind, (_, n, _) in zip(kinds, loops):
+        code = kind[0]
+        new = {}
+        for g in states:
+            t1, g1 = table[g]
+            if code == ZERO:
+                delta, g2 = 0, _STAYED
+            elif code == FULL:
+                delta, g2 = full, None
+            else:
+                direction = (kind[1], kind[2])
+                if g1 is None or g1 == direction:
+                    delta, g2 = kind[3], direction
+                else:
+                    delta, g2 = full, None
+            t2, g3 = table[g2]
+            new[g] = (t1 + (n - 1) * (delta + t2), g3)
+        table = new
+    return table[None][0]
+
+
+_DISTINCT_CACHE: dict = {}
+
+
+def distinct_children(shape: TensorShape, loops) -> int:
+    """How many different tile positions of a tensor the spatial `loops` create (multicast groups).
+
+    `loops`: ((dim, n, stride), ...). Children at the same position get identical data.
+    """
+    relevant = shape.relevant
+    if shape.simple:
+        product = 1
+        for d, n, _ in loops:
+            if d in relevant:
+                product *= n
+        return product
+    moving = [lp for lp in loops if lp[0] in relevant]
+    if not moving:
+        return 1
+    axes_used = [a for d, _, _ in moving for a, _ in shape.dim_axes[d]]
+    if len(axes_used) == len(set(axes_used)):
+        # Each loop moves its own axis: every index combination is a different position.
+        product = 1
+        for _, n, _ in moving:
+            product *= n
+        return product
+    key = (shape.axes, tuple(moving))
+    hit = _DISTINCT_CACHE.get(key)
+    if hit is None:
+        naxes = len(shape.axes)
+        steps = []
+        for d, n, stride in moving:
+            step = [0] * naxes
+            for a, c in shape.dim_axes[d]:
+                step[a] += c * stride
+            steps.append(step)
+        positions = set()
+        for idx in itertools.product(*(range(n) for _, n, _ in moving)):
+            positions.add(tuple(sum(i * st[a] for i, st in zip(idx, steps))
+                                for a in range(naxes)))
+        if len(_DISTINCT_CACHE) > 4096:
+            _DISTINCT_CACHE.clear()
+        hit = _DISTINCT_CACHE[key] = len(positions)
+    return hit

@@ -1,0 +1,130 @@
+"""A persistent schedule cache: one JSON file per (problem, architecture, objective, solver version).
+
+The key is a SHA-256 of a canonical JSON form of `problem.key()`, `arch.key()`, the objective's
+key and the solver's name and version, so a change to any of them (a new solver release, another
+buffer size) misses the cache instead of reusing a stale schedule. Sets are sorted before hashing:
+the key is the same in every process whatever the hash seed.
+
+Default location: `$TVM_COSA_CACHE`, else `~/.cache/tvm_cosa`. Files are written to a temporary
+name and renamed, so two compiles running at once never read half a file; an unreadable entry is a
+miss, not an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+
+FORMAT_VERSION = 1  # bump when the entry layout changes
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("TVM_COSA_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tvm_cosa"
+
+
+def canonical(obj):
+    """A JSON-able form of keys made of dataclasses, tuples, sets, enums and scalars."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__type__": type(obj).__name__,
+                **{f.name: canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if f.compare}}
+    if isinstance(obj, enum.Enum):
+        return canonical(obj.value)
+    if isinstance(obj, (set, frozenset)):
+        return sorted((canonical(x) for x in obj), key=lambda x: json.dumps(x, sort_keys=True))
+    if isinstance(obj, (list, tuple)):
+        return [canonical(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, float):
+        return repr(obj)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return repr(obj)
+
+
+def cache_key(problem, arch, objective_key, solver: str, solver_version: str) -> str:
+    payload = {"format": FORMAT_VERSION, "problem": canonical(problem.key()),
+               "arch": canonical(arch.key()), "objective": canonical(objective_key),
+               "solver": solver, "solver_version": solver_version}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ScheduleCache:
+    """Mapping cache on disk. `ScheduleCache(False)` is a cache that never hits nor stores."""
+
+    def __init__(self, path=None):
+        if path is False:
+            self.path: Optional[Path] = None
+        elif path is None or path is True:
+            self.path = default_cache_dir()
+        elif isinstance(path, (str, os.PathLike)):
+            self.path = Path(path).expanduser()
+        else:
+            raise InputError(f"cache must be None (default directory), False (no cache) or a "
+                             f"directory path, got {path!r}", field="cache")
+        if self.path is not None and self.path.exists() and not self.path.is_dir():
+            raise InputError(f"{self.path} is a file; the cache needs a directory",
+                             field="cache")
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def _file(self, key: str) -> Path:
+        return self.path / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Optional[dict]:
+        if not self.enabled:
+            return None
+        file = self._file(key)
+        try:
+            entry = json.loads(file.read_text())
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (OSError, ValueError) as err:
+            warnings.warn(f"ignoring unreadable schedule cache entry {file}: {err}")
+            self.misses += 1
+            return None
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT_VERSION:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def put(self, key: str, entry: dict) -> None:
+        if not self.enabled:
+            return
+        file = self._file(key)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp", suffix=".json")
+            with os.fdopen(fd, "w") as out:
+                json.dump({**entry, "format": FORMAT_VERSION}, out, indent=1, sort_keys=True)
+            os.replace(tmp, file)
+        except OSError as err:  # a read-only home must not stop a compile
+            warnings.warn(f"could not write the schedule cache at {file}: {err}")
+
+    def __len__(self) -> int:
+        if not self.enabled or not self.path.is_dir():
+            return 0
+        return sum(1 for _ in self.path.glob("*/*.json"))
+
+    def clear(self) -> None:
+        if self.enabled and self.path.is_dir():
+            for file in self.path.glob("*/*.json"):
+                file.unlink(missing_ok=True)

@@ -1,0 +1,231 @@
+"""A Gemmini-style accelerator: its hardware parameters, its CoSA architecture, its C parameters.
+
+`GemminiConfig` is the one description of the hardware. `.architecture()` is the four-level
+model the CoSA authors used for Gemmini (weight registers per PE, accumulator, scratchpad, DRAM),
+sized from this configuration, so CoSA's tiles respect its real capacities; `.params_header()`
+is the `gemmini_params.h` the functional model is built with, as Gemmini's generator writes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from ...architecture import Architecture
+from ...architecture_yaml import load_architecture
+from ...errors import InputError
+
+DATAFLOWS = ("WS", "OS")
+# element type -> (C type of inputs, C type of accumulators, bytes per element, bytes per acc)
+DTYPES = {
+    "int8": ("int8_t", "int32_t", 1, 4),
+    "float32": ("float", "float", 4, 4),
+}
+ACC_DTYPE = {"int8": "int32", "float32": "float32"}
+LEVEL_NAMES = ("Registers", "Accumulator", "Scratchpad", "DRAM")
+
+
+@dataclass(frozen=True)
+class GemminiConfig:
+    """Gemmini's generator parameters (defaults: its default configuration).
+
+    `dim`: the array is dim x dim PEs. Memories are rows of `dim` elements: the scratchpad holds
+    `scratchpad_kib` KiB of inputs/weights, the accumulator `accumulator_kib` KiB of 32-bit sums.
+    `dram_bandwidth`: bytes per cycle between DRAM and the chip (CoSA's calibrated 5.75).
+    `dtype`: the input/weight type, int8 (int32 accumulation) or float32.
+    """
+
+    dim: int = 16
+    scratchpad_kib: int = 256
+    accumulator_kib: int = 64
+    dataflow: str = "WS"
+    dram_bandwidth: float = 5.75
+    dtype: str = "int8"
+    scratchpad_banks: int = 4
+    accumulator_banks: int = 2
+    dram_block_bytes: int = 64
+
+    def __post_init__(self):
+        for name in ("dim", "scratchpad_kib", "accumulator_kib", "scratchpad_banks",
+                     "accumulator_banks", "dram_block_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"must be a positive integer, got {value!r}",
+                                 source="GemminiConfig", field=name)
+        if self.dataflow not in DATAFLOWS:
+            raise InputError(f"unknown dataflow {self.dataflow!r}; expected one of {DATAFLOWS}",
+                             source="GemminiConfig", field="dataflow")
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; expected one of {list(DTYPES)}",
+                             source="GemminiConfig", field="dtype")
+        if not self.dram_bandwidth > 0:
+            raise InputError(f"must be > 0, got {self.dram_bandwidth!r}",
+                             source="GemminiConfig", field="dram_bandwidth")
+        for name, kib, row_bytes in (("scratchpad_kib", self.scratchpad_kib, self.spad_row_bytes),
+                                     ("accumulator_kib", self.accumulator_kib,
+                                      self.acc_row_bytes)):
+            if (kib * 1024) % row_bytes:
+                raise InputError(f"{kib} KiB is not a whole number of {row_bytes}-byte rows "
+                                 f"(dim {self.dim})", source="GemminiConfig", field=name)
+
+    # ---- geometry ---------------------------------------------------------------------------
+    @property
+    def elem_bytes(self) -> int:
+        return DTYPES[self.dtype][2]
+
+    @property
+    def acc_bytes(self) -> int:
+        return DTYPES[self.dtype][3]
+
+    @property
+    def acc_dtype(self) -> str:
+        return ACC_DTYPE[self.dtype]
+
+    @property
+    def spad_row_bytes(self) -> int:
+        return self.dim * self.elem_bytes
+
+    @property
+    def acc_row_bytes(self) -> int:
+        return self.dim * self.acc_bytes
+
+    @property
+    def spad_rows(self) -> int:
+        return self.scratchpad_kib * 1024 // self.spad_row_bytes
+
+    @property
+    def acc_rows(self) -> int:
+        return self.accumulator_kib * 1024 // self.acc_row_bytes
+
+    @property
+    def name(self) -> str:
+        if self == GemminiConfig():
+            return "gemmini"
+        return (f"gemmini-{self.dim}x{self.dim}-sp{self.scratchpad_kib}k-acc"
+                f"{self.accumulator_kib}k-{self.dataflow.lower()}-{self.dtype}")
+
+    # ---- CoSA / Timeloop form -----------------------------------------------------------------
+    def timeloop_arch(self) -> dict:
+        """The architecture in Timeloop 0.3's format (the reference folder's Gemmini file)."""
+        elem_bits, acc_bits = 8 * self.elem_bytes, 8 * self.acc_bytes
+        pes = self.dim * self.dim
+        return {"arch": {
+            "arithmetic": {"instances": pes, "meshX": self.dim, "word-bits": elem_bits},
+            "storage": [
+                {"name": "Registers", "entries": 1, "instances": pes, "meshX": self.dim,
+                 "word-bits": elem_bits, "n_rdwr_ports": 2, "n_banks": 1},
+                {"name": "Accumulator", "entries": self.acc_rows * self.dim,
+                 "depth": self.acc_rows, "width": self.dim * acc_bits, "instances": 1,
+                 "meshX": 1, "word-bits": acc_bits, "network-word-bits": 16,
+                 "n_rdwr_ports": 2, "n_banks": self.accumulator_banks},
+                {"name": "Scratchpad", "class": "SRAM", "entries": self.spad_rows * self.dim,
+                 "depth": self.spad_rows, "width": self.dim * elem_bits, "instances": 1,
+                 "meshX": 1, "word-bits": elem_bits, "n_rdwr_ports": 1,
+                 "n_banks": self.scratchpad_banks},
+                {"name": "DRAM", "technology": "DRAM", "instances": 1, "word-bits": elem_bits,
+                 "block_size": self.dram_block_bytes // self.elem_bytes,
+                 # Timeloop's deprecated `bandwidth` (read + write), in words per cycle
+                 "bandwidth": self.dram_bandwidth / self.elem_bytes},
+            ]}}
+
+    def timeloop_mapspace(self) -> dict:
+        """The bypass pattern: WS keeps weights in the PEs, OS keeps the partial sums there."""
+        in_pe = ["Weights"] if self.dataflow == "WS" else ["Outputs"]
+        keeps = [("Registers", in_pe), ("Accumulator", ["Outputs"]),
+                 ("Scratchpad", ["Inputs", "Weights"]), ("DRAM", ["Weights", "Inputs", "Outputs"])]
+        tensors = ("Weights", "Inputs", "Outputs")
+        return {"mapspace": {"constraints": [
+            {"target": level, "type": "bypass", "keep": list(kept),
+             "bypass": [t for t in tensors if t not in kept]} for level, kept in keeps]}}
+
+    def architecture(self) -> Architecture:
+        """The tvm_cosa Architecture CoSA schedules for (named `gemmini...`)."""
+        arch = load_architecture(self.timeloop_arch(), self.timeloop_mapspace(), name=self.name)
+        i = arch.level_index("Accumulator")
+        levels = list(arch.levels)
+        if self.dataflow == "WS":
+            # Weight-stationary: input channels along X (rows of the array), outputs along Y.
+            levels[i] = replace(levels[i], spatial_dims_x=("reduction",),
+                                spatial_dims_y=("output_channel",))
+        else:
+            # Output-stationary: output pixels along X, output channels along Y.
+            levels[i] = replace(levels[i], spatial_dims_x=("pixel",),
+                                spatial_dims_y=("output_channel",))
+        return replace(arch, levels=tuple(levels), timeloop_spec=arch.timeloop_spec)
+
+    @classmethod
+    def from_architecture(cls, arch: Architecture) -> "GemminiConfig":
+        """The configuration an architecture built by `architecture()` (or the preset) models."""
+        try:
+            acc_level = arch.levels[arch.level_index("Accumulator")]
+            spad_level = arch.levels[arch.level_index("Scratchpad")]
+            reg_level = arch.levels[arch.level_index("Registers")]
+            dram_level = arch.levels[-1]
+        except InputError:
+            raise InputError(f"architecture {arch.name!r} is not a Gemmini model: it needs levels "
+                             f"{list(LEVEL_NAMES)}", source=arch.name) from None
+        mx, my = arch.arithmetic.mesh
+        if mx != my:
+            raise InputError(f"the MAC array is {mx} x {my}; Gemmini's is square",
+                             source=arch.name, field="arithmetic")
+        dtype = {8: "int8", 32: "float32"}.get(spad_level.word_bits)
+        if dtype is None:
+            raise InputError(f"scratchpad words of {spad_level.word_bits} bits; expected 8 (int8) "
+                             "or 32 (float32)", source=arch.name, field="word_bits")
+        elem_bytes = DTYPES[dtype][2]
+        spad_kib = spad_level.entries * elem_bytes / 1024
+        acc_kib = acc_level.entries * acc_level.word_bits / 8 / 1024
+        if spad_kib != int(spad_kib) or acc_kib != int(acc_kib):
+            raise InputError(f"memories of {spad_kib} and {acc_kib} KiB are not whole KiB",
+                             source=arch.name)
+        bandwidth = None
+        if dram_level.read_bandwidth is not None:
+            bandwidth = (dram_level.read_bandwidth + (dram_level.write_bandwidth or 0)) * elem_bytes
+        return cls(dim=mx, scratchpad_kib=int(spad_kib), accumulator_kib=int(acc_kib),
+                   dataflow="WS" if "Weights" in reg_level.keeps else "OS",
+                   dram_bandwidth=bandwidth or cls.dram_bandwidth, dtype=dtype,
+                   scratchpad_banks=spad_level.num_banks, accumulator_banks=acc_level.num_banks,
+                   dram_block_bytes=dram_level.block_size * elem_bytes)
+
+    # ---- C form -------------------------------------------------------------------------------
+    def params_header(self) -> str:
+        """`gemmini_params.h` for this configuration."""
+        elem_c, acc_c, _, _ = DTYPES[self.dtype]
+        kind = "#define ELEM_T_IS_INT8 1" if self.dtype == "int8" else "#define ELEM_T_IS_FLOAT 1"
+        return "\n".join([
+            f"/* Generated by tvm_cosa for {self.name}. */",
+            "#ifndef TVM_COSA_GEMMINI_PARAMS_H",
+            "#define TVM_COSA_GEMMINI_PARAMS_H",
+            "#include <stdint.h>",
+            f"#define DIM {self.dim}",
+            f"#define SP_ROWS {self.spad_rows}",
+            f"#define ACC_ROWS {self.acc_rows}",
+            f"typedef {elem_c} elem_t;",
+            f"typedef {acc_c} acc_t;",
+            kind,
+            "#endif",
+            "",
+        ])
+
+    def with_dtype(self, dtype: str) -> "GemminiConfig":
+        return replace(self, dtype=dtype)
+
+
+def config_for(arch) -> GemminiConfig:
+    """A GemminiConfig from a config, an Architecture, or a preset / architecture name."""
+    if isinstance(arch, GemminiConfig):
+        return arch
+    if isinstance(arch, Architecture):
+        return GemminiConfig.from_architecture(arch)
+    if isinstance(arch, str) and arch == "gemmini":
+        return GemminiConfig()
+    raise InputError(f"expected a GemminiConfig or a Gemmini Architecture, got {arch!r}")
+
+
+def is_gemmini(arch: Optional[Architecture]) -> bool:
+    return arch is not None and arch.name.startswith("gemmini")
+
+
+def rows_for(words: int, dim: int) -> int:
+    return math.ceil(words / dim)

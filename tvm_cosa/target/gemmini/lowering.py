@@ -1,0 +1,496 @@
+"""Lower a CoSA-scheduled conv2d / matmul PrimFunc onto the Gemmini ISA (the pass's target hook).
+
+`lower(prim_func, op, mapping, arch)` keeps the PrimFunc's signature and replaces its body with a
+program for a weight-stationary Gemmini array, built from the mapping's plan (plan.py):
+
+- host prologue: the input copied into a zero-padded NHWC buffer when the layer pads or is NCHW,
+  the weights into HWIO when they are not (plain TIR loops on the CPU);
+- `config_ex` (WS, A stride = the conv stride), `config_ld` for the three move-in queues,
+  `config_st`, `flush`;
+- the host loops of every level from DRAM down to the accumulator in the mapping's order; at each
+  tile's move-in point, `mvin` (inputs), `mvin2` (weights) move its rows into the scratchpad, and
+  the accumulator tile is either fresh (the first compute overwrites it) or reloaded with `mvin3`
+  from the partial sums in DRAM (after a `fence`); after the loops inside it, `mvout` writes the
+  raw int32 / float sums back;
+- innermost, per DIM-row block of the register-level pixels: `preload` (the weights block, or
+  GARBAGE_ADDR to keep the weights already in the array) and `compute_preloaded` /
+  `compute_accumulated`, writing to the accumulator with overwrite on the first reduction step
+  and accumulate after;
+- `fence`, then the functional model's status is asserted (an address or capacity error raises).
+
+Scratchpad and accumulator row addresses come from the tiles of the mapping (plan.TileLayout).
+A layer or mapping this cannot run raises `UnsupportedMapping` (a NotImplementedError): the pass
+then applies its generic lowering, and the layer runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+from ...problem import INPUTS, OUTPUTS, WEIGHTS
+from .config import DTYPES, GemminiConfig, config_for
+from .dims import NotAGemminiLayer
+from .plan import Plan, UnsupportedMapping, make_plan, pad_channels
+
+GARBAGE = -1
+ACC_BIT, ACCUMULATE_BIT, FULL_BIT = -(1 << 31), 1 << 30, 1 << 29
+WEIGHT_STATIONARY = 1
+
+# op id -> what it is, for per-operator counters (filled by every lowering in this process)
+OP_REGISTRY: dict[int, dict] = {}
+
+
+def lower(prim_func, op, mapping, arch):
+    """The PrimFunc running `op` on the Gemmini array `arch` with `mapping`'s tiles."""
+    config = config_for(arch)
+    problem = op.problem
+    if problem is None:
+        raise UnsupportedMapping(f"{op.kind}: {op.reason or 'no problem'}")
+    params = list(prim_func.params)
+    if len(params) != 3:
+        raise UnsupportedMapping(f"expected a PrimFunc (input, weight, output), got {len(params)} "
+                                 "parameters")
+    _check_dtypes(params, config)
+    if op.kind == "conv2d" and op.groups != 1 and problem.size.get("C") == 1 \
+            and problem.size.get("K") == 1:
+        raise UnsupportedMapping("depthwise convolution: one channel per group would use one PE "
+                                 "of the array; it runs on the CPU")
+    scheduled = _scheduled_problem(problem, mapping, config)
+    try:
+        plan = make_plan(scheduled, mapping, arch, config, sizes=problem.size)
+    except NotAGemminiLayer as err:
+        raise UnsupportedMapping(str(err)) from None
+    op_id = zlib.crc32(f"{op.function}:{op.index}:{problem.key()}".encode()) & 0x7FFFFFFF
+    views, prologue, epilogue, allocs = _dram_views(op, plan, params)
+    body = _Emitter(plan, views, config).program(op_id, op)
+    stmts = prologue + body + epilogue
+    OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
+                          "shape": op.shape_text(), "plan": plan.describe(),
+                          "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
+                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows}
+    func = prim_func.with_body(_root(stmts, allocs))
+    func = func.with_attr("gemmini.op_id", op_id)
+    return _mark_scheduled(func)
+
+
+def _scheduled_problem(problem, mapping, config):
+    """The problem the mapping was made for: the layer, or the layer with padded channels."""
+    for candidate in (problem, pad_channels(problem, config.dim)):
+        if all(mapping.factor_product(d) == n for d, n in candidate.sizes):
+            return candidate
+    got = {d: mapping.factor_product(d) for d in problem.dims}
+    raise UnsupportedMapping(f"the mapping's factors {got} match neither {problem} nor its "
+                             f"channels padded to multiples of {config.dim}")
+
+
+def _check_dtypes(params, config: GemminiConfig):
+    data, weight, out = (str(p.dtype) for p in params)
+    if data != config.dtype or weight != config.dtype:
+        raise UnsupportedMapping(
+            f"operands {data} x {weight}; {config.name} computes {config.dtype} "
+            f"(use GemminiConfig(dtype={data!r}) for {data} layers)" if data in DTYPES else
+            f"operands {data} x {weight}; Gemmini computes int8 or float32")
+    if out != config.acc_dtype:
+        raise UnsupportedMapping(f"output {out}; the accumulator holds {config.acc_dtype}")
+
+
+def _mark_scheduled(func):
+    try:
+        from ...relax.lowering import mark_scheduled
+    except ImportError:  # the pass is not installed: set the same attributes
+        return func.with_attr("tirx.is_scheduled", True).with_attr("op_pattern", 8)
+    return mark_scheduled(func)
+
+
+def _root(stmts, allocs):
+    from tvm import s_tir, tirx
+
+    body = tirx.SeqStmt(stmts) if len(stmts) > 1 else stmts[0]
+    return s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [], "root", body,
+                                                      alloc_buffers=allocs))
+
+
+# ---- DRAM side ------------------------------------------------------------------------------
+@dataclass
+class DramView:
+    """Where a tensor's elements are in DRAM: a buffer and an element stride per tensor axis."""
+
+    buffer: object
+    strides: dict  # tensor axis index -> elements
+    elem_bytes: int
+
+
+def _compact_strides(shape) -> list[int]:
+    out, s = [], 1
+    for n in reversed(shape):
+        out.append(s)
+        s *= n
+    return out[::-1]
+
+
+def _shape(buf) -> tuple:
+    return tuple(int(n) for n in buf.shape)
+
+
+def _dram_views(op, plan: Plan, params):
+    """DRAM views of the three tensors, and the host code that stages them when needed."""
+    if op.kind == "conv2d":
+        return _conv_views(op, plan, params)
+    return _matmul_views(op, plan, params)
+
+
+def _matmul_views(op, plan, params):
+    problem, dims = plan.problem, plan.dims
+    views = {}
+    for tensor, buf in zip((INPUTS, WEIGHTS, OUTPUTS), params):
+        shape = _shape(buf)
+        strides = _compact_strides(shape)
+        rows, cols = strides[-2], 1  # [..., rows, cols], compact
+        t = problem.tensor(tensor)
+        axis_strides = {}
+        for i, axis in enumerate(t.axes):
+            (d, _), = axis
+            if d in dims.shared:  # batch of a batched matmul: every operand has it
+                axis_strides[i] = shape[-1] * shape[-2]
+            elif i == len(t.axes) - 1:
+                axis_strides[i] = cols
+            else:
+                axis_strides[i] = rows
+        views[tensor] = DramView(buf, axis_strides, _elem_bytes(buf))
+    return views, [], [], []
+
+
+def _elem_bytes(buf) -> int:
+    return {"int8": 1, "int32": 4, "float32": 4}[str(buf.dtype)]
+
+
+def _conv_roles(problem, dims):
+    """Per tensor, the role of each axis: batch, group, channel, h, w, kh, kw."""
+    (ph, kh, _, _), (pw, kw, _, _) = dims.windows
+    names = {dims.reduction: "in_ch", dims.output_channel: "out_ch", kh: "kh", kw: "kw",
+             ph: "h", pw: "w"}
+    roles = {}
+    for t in problem.tensors:
+        r = []
+        for axis in t.axes:
+            terms = dict(axis)
+            if len(terms) == 2:
+                r.append("h" if ph in terms else "w")
+            else:
+                (d,) = terms
+                r.append(names.get(d, "group" if d in dims.shared else "batch"))
+        roles[t.name] = r
+    return roles
+
+
+def _conv_views(op, plan, params):
+    from tvm import tirx
+
+    problem, dims = plan.problem, plan.dims
+    if len(dims.windows) != 2:
+        raise UnsupportedMapping("conv2d without a 2-D window")
+    data, weight, out = params
+    roles = _conv_roles(problem, dims)
+    size, real = problem.size, plan.sizes
+    (ph, kh, sh, dh), (pw, kw, sw, dw) = dims.windows
+    groups = op.groups
+    cg, kg = real[dims.reduction], real[dims.output_channel]
+    batch = [d for d in dims.pixels if d not in (ph, pw)]
+    n = math.prod(real[d] for d in batch)
+    hb = (size[ph] - 1) * sh + (size[kh] - 1) * dh + 1
+    wb = (size[pw] - 1) * sw + (size[kw] - 1) * dw + 1
+    prologue, epilogue, allocs = [], [], []
+    layout, klayout = op.layout, op.kernel_layout
+    pad_top, pad_left = op.padding[0], op.padding[1]
+
+    # inputs: NHWC, zero-padded to the bounding box of the whole layer
+    if layout == "NHWC" and not any(op.padding):
+        in_buf = data
+    else:
+        in_buf = tirx.decl_buffer((n, hb, wb, cg * groups), str(data.dtype), name="gemmini_input")
+        allocs.append(in_buf)
+        dshape = dict(zip(layout, _shape(data)))
+
+        def load(nn, h, w, c):
+            hh, ww = h - pad_top, w - pad_left
+            idx = dict(zip("NHWC", (nn, hh, ww, c)))
+            inside = tirx.all(hh >= 0, hh < dshape["H"], ww >= 0, ww < dshape["W"])
+            return tirx.if_then_else(inside, tirx.BufferLoad(data, [idx[a] for a in layout]),
+                                     tirx.const(0, str(data.dtype)))
+
+        prologue.append(_copy_nest(in_buf, load))
+    # weights: HWIO
+    if klayout == "HWIO":
+        w_buf = weight
+    else:
+        w_buf = tirx.decl_buffer((size[kh], size[kw], cg, kg * groups), str(weight.dtype),
+                                 name="gemmini_weight")
+        allocs.append(w_buf)
+        prologue.append(_copy_nest(w_buf, lambda h, w, i, o: tirx.BufferLoad(
+            weight, [dict(zip("HWIO", (h, w, i, o)))[a] for a in klayout])))
+    # outputs: NHWC (staged and copied back when the layer is NCHW)
+    if layout == "NHWC":
+        o_buf = out
+    else:
+        o_buf = tirx.decl_buffer((n, real[ph], real[pw], kg * groups), str(out.dtype),
+                                 name="gemmini_output")
+        allocs.append(o_buf)
+        epilogue.append(_copy_nest(out, lambda *i: tirx.BufferLoad(
+            o_buf, [dict(zip(layout, i))[a] for a in "NHWC"]), shape_of=_shape(out)))
+
+    def view(tensor, buf, role_dims):
+        strides = _compact_strides(_shape(buf))
+        by_role = dict(zip(role_dims, strides))
+        per_group = {INPUTS: cg, WEIGHTS: kg, OUTPUTS: kg}[tensor]
+        ch = {INPUTS: "in_ch", WEIGHTS: "out_ch", OUTPUTS: "out_ch"}[tensor]
+        axis_strides = {}
+        for i, role in enumerate(roles[tensor]):
+            axis_strides[i] = by_role[ch] * per_group if role == "group" else by_role[role]
+        return DramView(buf, axis_strides, _elem_bytes(buf))
+
+    if len(batch) > 1:
+        raise UnsupportedMapping(f"several batch dimensions {batch}")
+    views = {INPUTS: view(INPUTS, in_buf, ("batch", "h", "w", "in_ch")),
+             WEIGHTS: view(WEIGHTS, w_buf, ("kh", "kw", "in_ch", "out_ch")),
+             OUTPUTS: view(OUTPUTS, o_buf, ("batch", "h", "w", "out_ch"))}
+    return views, prologue, epilogue, allocs
+
+
+def _copy_nest(dst, value_fn, shape_of=None):
+    """for every index of `dst` (or of shape_of): dst[index] = value_fn(*index)."""
+    from tvm import tirx
+
+    shape = shape_of or _shape(dst)
+    ivars = [tirx.Var(f"i{k}", "int32") for k in range(len(shape))]
+    stmt = tirx.BufferStore(dst, value_fn(*ivars), ivars)
+    for v, extent in reversed(list(zip(ivars, shape))):
+        stmt = tirx.For(v, 0, extent, tirx.ForKind.SERIAL, stmt)
+    return stmt
+
+
+# ---- the program -------------------------------------------------------------------------------
+class _Emitter:
+    def __init__(self, plan: Plan, views: dict, config: GemminiConfig):
+        from tvm import sym, tirx
+
+        self.tirx = tirx
+        self.plan, self.views, self.config = plan, views, config
+        self.analyzer = sym.Analyzer()
+        self.dim = config.dim
+        self.vars = [tirx.Var(f"{lp.dim.lower()}{lp.level}_{lp.index}", "int32")
+                     for lp in plan.loops]
+        self.reg_vars = [tirx.Var(f"{lp.dim.lower()}_row{lp.index}", "int32")
+                         for lp in plan.reg_loops]
+        self.block = tirx.Var("row_block", "int32")  # DIM-row blocks of the streaming loop
+        # the register loops that stay loops (the streaming one becomes the row blocks)
+        self.reg_outer = plan.reg_loops[:-1] if plan.stream_dim else plan.reg_loops
+
+    # -- small helpers --
+    def const(self, value):
+        return self.tirx.const(int(value), "int32")
+
+    def simplify(self, expr):
+        return self.analyzer.simplify(expr) if not isinstance(expr, int) else self.const(expr)
+
+    def call(self, name, *args):
+        args = [self.const(a) if isinstance(a, int) else a for a in args]
+        return self.tirx.Evaluate(self.tirx.call_extern("int32", name, *args))
+
+    def seq(self, stmts):
+        stmts = [s for s in stmts if s is not None]
+        if not stmts:
+            return None
+        return stmts[0] if len(stmts) == 1 else self.tirx.SeqStmt(stmts)
+
+    def loop(self, var, extent, body):
+        if body is None:
+            return None
+        return self.tirx.For(var, 0, extent, self.tirx.ForKind.SERIAL, body)
+
+    def all_zero(self, variables):
+        conds = [v == 0 for v in variables]
+        if not conds:
+            return self.tirx.const(True, "bool")
+        return self.tirx.all(*conds) if len(conds) > 1 else conds[0]
+
+    # -- indices --
+    def index(self, d, start=0, stop=None, registers=True):
+        """Index of dimension d contributed by host loops[start:stop] (and the register loops)."""
+        plan, total = self.plan, 0
+        for lp in plan.loops[start:stop]:
+            if lp.dim == d:
+                total = total + self.vars[lp.index] * lp.stride
+        if registers:
+            for lp in plan.reg_loops:
+                if lp.dim == d:
+                    v = self.reg_vars[lp.index]
+                    if d == plan.stream_dim and lp.index == len(plan.reg_loops) - 1:
+                        v = self.block * self.dim
+                    total = total + v * lp.stride
+        return total
+
+    def axis_coord(self, tensor, axis, dim_values):
+        return sum((coef * dim_values[d] for d, coef in self.plan.problem.tensor(tensor).axes[axis]),
+                   0)
+
+    def dram_ptr(self, tensor, coords, mask):
+        view = self.views[tensor]
+        offset = sum((coords[a] * view.strides[a] for a in coords), 0)
+        offset = self.simplify(offset)
+        return view.buffer.access_ptr(mask, offset=offset)
+
+    def clip(self, d, width, start):
+        """Columns / rows of dimension d from `start` that are real (the layer may be padded)."""
+        if d not in self.plan.padded:
+            return self.const(width)
+        return self.simplify(self.tirx.min(self.const(width), self.plan.sizes[d] - start))
+
+    # -- tile moves --
+    def tile_moves(self, tensor, make_call, with_guard=True):
+        """One command per (chunk, row axes, DIM rows of the streaming axis) of a tile."""
+        tirx, plan = self.tirx, self.plan
+        lay = plan.tiles[tensor]
+        t = plan.problem.tensor(tensor)
+        origin = {d: self.index(d, 0, lay.fill, registers=False) for d in plan.problem.dims}
+        chunk = tirx.Var(f"{tensor[0].lower()}_chunk", "int32")
+        avars = {a: tirx.Var(f"{tensor[0].lower()}_ax{a}", "int32") for a in lay.axes[:-1]}
+        jb = tirx.Var(f"{tensor[0].lower()}_rows", "int32")
+        stream = lay.streaming_axis
+        s_ext = lay.axis_extents[stream]
+        col_axis = next(i for i in range(len(t.axes)) if i not in lay.axes)
+        coords = {a: self.axis_coord(tensor, a, origin) for a in range(len(t.axes))}
+        coords[col_axis] = coords[col_axis] + chunk * lay.width
+        for a, v in avars.items():
+            coords[a] = coords[a] + v
+        coords[stream] = coords[stream] + jb * self.dim
+        row = lay.base + chunk * lay.rows_per_chunk + jb * self.dim + sum(
+            (v * lay.row_strides[a] for a, v in avars.items()), 0)
+        cols = self.clip(lay.col_dim, lay.width, origin[lay.col_dim] + chunk * lay.width)
+        rows = self.simplify(tirx.min(self.const(self.dim), s_ext - jb * self.dim))
+        stream_terms = dict(t.axes[stream])
+        if len(stream_terms) == 1:
+            (sd,) = stream_terms
+            rows = self.simplify(tirx.min(rows, self.clip(sd, self.dim, origin[sd] + jb * self.dim))) \
+                if sd in plan.padded else rows
+        stmt = make_call(self.dram_ptr, coords, self.simplify(row), cols, rows)
+        if with_guard and plan.padded:
+            stmt = tirx.IfThenElse(tirx.all(cols > 0, rows > 0), stmt, None)
+        stmt = self.loop(jb, math.ceil(s_ext / self.dim), stmt)
+        for a in reversed(lay.axes[:-1]):
+            stmt = self.loop(avars[a], lay.axis_extents[a], stmt)
+        return self.loop(chunk, lay.chunks, stmt)
+
+    def mvin(self, tensor, command):
+        def make(ptr, coords, row, cols, rows):
+            return self.call(command, ptr(tensor, coords, "r"), row, cols, rows)
+        return self.tile_moves(tensor, make)
+
+    def acc_moves(self, command, flags):
+        def make(ptr, coords, row, cols, rows):
+            mask = "w" if command.endswith("mvout") else "r"
+            return self.call(command, ptr(OUTPUTS, coords, mask), row + ACC_BIT + flags, cols,
+                             rows)
+        return self.tile_moves(OUTPUTS, make)
+
+    # -- compute --
+    def tile_row(self, tensor, point):
+        """Row of the tile of `tensor` holding the command's first element."""
+        lay = self.plan.tiles[tensor]
+        rel = {d: self.index(d, lay.fill) for d in self.plan.problem.dims}
+        chunk = rel[lay.col_dim] // lay.width
+        row = lay.base + chunk * lay.rows_per_chunk
+        for a in lay.axes:
+            row = row + self.axis_coord(tensor, a, rel) * lay.row_strides[a]
+        return self.simplify(row)
+
+    def compute(self):
+        tirx, plan = self.tirx, self.plan
+        dims = plan.dims
+        point = {d: self.index(d) for d in plan.problem.dims}
+        a_row, b_row, c_row = (self.tile_row(t, point) for t in (INPUTS, WEIGHTS, OUTPUTS))
+        k_cols = self.clip(dims.output_channel, plan.fy, point[dims.output_channel])
+        c_cols = self.clip(dims.reduction, plan.fx, point[dims.reduction])
+        n_blocks = math.ceil(plan.stream_extent() / self.dim)
+        rows = self.simplify(tirx.min(self.const(self.dim),
+                                      plan.stream_extent() - self.block * self.dim))
+        inner_w = [self.vars[lp.index] for lp in plan.loops[plan.preload_fill:]]
+        first_w = self.simplify(self.all_zero(
+            inner_w + [self.reg_vars[lp.index] for lp in self.reg_outer] + [self.block]))
+        f_out = plan.tiles[OUTPUTS].fill
+        red = plan.reductions()
+        outer_red = [self.vars[lp.index] for lp in plan.loops[:f_out] if lp.dim in red]
+        inner_red = [self.vars[lp.index] for lp in plan.loops[f_out:] if lp.dim in red]
+        overwrite = self.simplify(self.all_zero(outer_red + inner_red))
+        c_addr = self.simplify(c_row + ACC_BIT + tirx.Select(overwrite, self.const(0),
+                                                              self.const(ACCUMULATE_BIT)))
+        bd = self.simplify(tirx.Select(first_w, b_row, self.const(GARBAGE)))
+        preload = self.call("gemmini_extended_preload", bd, c_addr, k_cols, c_cols, k_cols, rows)
+        args = (a_row, GARBAGE, c_cols, rows, self.dim, self.dim)
+        pre = self.call("gemmini_extended_compute_preloaded", *args)
+        acc = self.call("gemmini_extended_compute_accumulated", *args)
+        if isinstance(first_w, tirx.IntImm):
+            command = pre if first_w.value else acc
+        else:
+            command = tirx.IfThenElse(first_w, pre, acc)
+        stmt = self.seq([preload, command])
+        if plan.padded:
+            stmt = tirx.IfThenElse(tirx.all(k_cols > 0, c_cols > 0), stmt, None)
+        stmt = self.loop(self.block, n_blocks, stmt)
+        for lp in reversed(self.reg_outer):
+            stmt = self.loop(self.reg_vars[lp.index], lp.extent, stmt)
+        return stmt
+
+    # -- the loop nest --
+    def nest(self, pos):
+        tirx, plan = self.tirx, self.plan
+        pre, post = [], []
+        for tensor, command in ((INPUTS, "gemmini_extended_mvin"),
+                                (WEIGHTS, "gemmini_extended_mvin2")):
+            if plan.tiles[tensor].fill == pos:
+                pre.append(self.mvin(tensor, command))
+        if plan.tiles[OUTPUTS].fill == pos:
+            red = plan.reductions()
+            outer_red = [self.vars[lp.index] for lp in plan.loops[:pos] if lp.dim in red]
+            if outer_red:  # partial sums come back from DRAM after the first reduction step
+                reload = self.seq([self.call("gemmini_fence"),
+                                   self.acc_moves("gemmini_extended_mvin3", 0)])
+                pre.append(tirx.IfThenElse(tirx.Not(self.all_zero(outer_red)), reload, None))
+            post.append(self.acc_moves("gemmini_extended_mvout", FULL_BIT))
+        if pos < len(plan.loops):
+            lp = plan.loops[pos]
+            inner = self.loop(self.vars[pos], lp.extent, self.nest(pos + 1))
+        else:
+            inner = self.compute()
+        return self.seq(pre + [inner] + post)
+
+    def program(self, op_id, op) -> list:
+        plan = self.plan
+        views = self.views
+        out_axis = plan.tiles[OUTPUTS].streaming_axis
+        in_axis = plan.tiles[INPUTS].streaming_axis
+        w_axis = plan.tiles[WEIGHTS].streaming_axis
+        setup = [
+            self.call("gemmini_begin_op", op_id),
+            self.call("gemmini_flush", 0),
+            self.call("gemmini_extended_config_ex", WEIGHT_STATIONARY, 0, 0, plan.a_stride(),
+                      0, 0),
+            self.call("gemmini_extended_config_ld",
+                      views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
+            self.call("gemmini_extended_config_ld",
+                      views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
+            self.call("gemmini_extended_config_ld",
+                      views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
+            self.call("gemmini_config_st",
+                      views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
+        ]
+        tail = [self.call("gemmini_fence"), self.call("gemmini_end_op")]
+        from tvm.ir import StringImm
+
+        check = self.tirx.AssertStmt(
+            self.tirx.call_extern("int32", "gemmini_status") == 0, StringImm("RuntimeError"),
+            [StringImm(f"Gemmini functional model: error in {op.kind} {op.name} "
+                       f"(#{op.index}); gemmini_error_message() has the reason")])
+        return setup + [self.nest(0)] + tail + [check]

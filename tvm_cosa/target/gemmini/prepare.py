@@ -1,0 +1,134 @@
+"""Relax rewrites before CoSAPass that put more of a model on the Gemmini array.
+
+- `fold_int8_casts`: ONNX's MatMulInteger (no zero points) imports as
+  `matmul(astype(a_int8, "int32"), astype(b_int8, "int32"))`; it becomes
+  `matmul(a_int8, b_int8, out_dtype="int32")`, the same integers, as Gemmini computes them.
+- `to_nhwc`: convolutions to NHWC data and HWIO kernels, the layouts whose rows the scratchpad
+  takes directly (the lowering stages any other layout through a copy on the CPU).
+- `pad_channels(mod, dim)`: reduction and output channels of convolutions / matmuls padded with
+  zeros up to a multiple of the array width (the output sliced back). The scratchpad holds rows
+  of `dim` elements, so a 3-channel input fills 16-wide rows anyway; with the padding in the
+  graph, the layer CoSA schedules is the one the rows hold, and its tiles fit the real capacity.
+  Depthwise / grouped convolutions are left alone (they run on the CPU).
+- `gemmini_dtype(mod)`: int8 when the module has int8 convolutions / matmuls, else float32: the
+  element type of the Gemmini configuration to compile it for.
+"""
+
+from __future__ import annotations
+
+
+def fold_int8_casts(mod):
+    import tvm
+    from tvm import relax
+    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+
+    a, b = wildcard(), wildcard()
+    pattern = is_op("relax.matmul")(is_op("relax.astype")(a), is_op("relax.astype")(b))
+
+    def rewrite(expr, matches):
+        x, w = matches[a], matches[b]
+        if (_dtype(x), _dtype(w), _dtype(expr)) != ("int8", "int8", "int32"):
+            return expr
+        return relax.op.matmul(x, w, out_dtype="int32")
+
+    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            out[gvar] = rewrite_call(pattern, rewrite, func)
+    return out
+
+
+def _dtype(expr) -> str:
+    return str(getattr(getattr(expr, "ty", None), "dtype", ""))
+
+
+def to_nhwc(mod):
+    import tvm
+    from tvm import relax
+
+    seq = tvm.transform.Sequential([
+        relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
+        relax.transform.Normalize(), relax.transform.FoldConstant()])
+    return seq(mod)
+
+
+def pad_channels(mod, dim: int):
+    import tvm
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class _Pad(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            name = getattr(call.op, "name", "")
+            if name == "relax.nn.conv2d":
+                return self._conv(call)
+            if name == "relax.matmul":
+                return self._matmul(call)
+            return call
+
+        def _padded(self, expr, axis, extra):
+            if extra == 0:
+                return expr
+            width = [0] * (2 * len(_shape(expr)))  # (before, after) per axis
+            width[2 * axis + 1] = extra
+            return self.builder_.emit(relax.op.nn.pad(expr, width))
+
+        def _sliced(self, expr, axis, size):
+            return relax.op.strided_slice(self.builder_.emit(expr), [axis], [0], [size])
+
+        def _conv(self, call):
+            attrs = call.attrs
+            x, w = call.args
+            if (str(attrs.data_layout), str(attrs.kernel_layout)) != ("NHWC", "HWIO") \
+                    or int(attrs.groups) != 1 or _shape(x) is None or _shape(w) is None:
+                return call
+            c, k = _shape(w)[2], _shape(w)[3]
+            pc, pk = -c % dim, -k % dim
+            if not (pc or pk):
+                return call
+            x = self._padded(x, 3, pc)
+            w = self._padded(self._padded(w, 2, pc), 3, pk)
+            conv = relax.op.nn.conv2d(x, w, strides=attrs.strides, padding=attrs.padding,
+                                      dilation=attrs.dilation, groups=1, data_layout="NHWC",
+                                      kernel_layout="HWIO", out_dtype=attrs.out_dtype)
+            return self._sliced(conv, 3, k) if pk else conv
+
+        def _matmul(self, call):
+            a, b = call.args
+            sa, sb = _shape(a), _shape(b)
+            if sa is None or sb is None or len(sa) < 2 or len(sb) < 2:
+                return call
+            pk, pn = -sa[-1] % dim, -sb[-1] % dim
+            if not (pk or pn):
+                return call
+            a = self._padded(a, len(sa) - 1, pk)
+            b = self._padded(self._padded(b, len(sb) - 2, pk), len(sb) - 1, pn)
+            mm = relax.op.matmul(a, b, out_dtype=call.attrs.out_dtype)
+            return self._sliced(mm, len(_shape(call)) - 1, sb[-1]) if pn else mm
+
+    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            out[gvar] = _Pad().visit_expr(func)
+    return relax.transform.FoldConstant()(relax.transform.Normalize()(out))
+
+
+def _shape(expr):
+    values = getattr(getattr(getattr(expr, "ty", None), "shape", None), "values", None)
+    try:
+        return None if values is None else tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
+def prepare_module(mod, dim: int = 16):
+    """All three rewrites, in order."""
+    return pad_channels(to_nhwc(fold_int8_casts(mod)), dim)
+
+
+def gemmini_dtype(mod) -> str:
+    from ...relax.extract import extract
+
+    dtypes = {op.dtype for op in extract(mod) if op.supported}
+    return "int8" if "int8" in dtypes else "float32"

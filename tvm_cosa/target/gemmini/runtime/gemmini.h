@@ -1,0 +1,91 @@
+/* gemmini.h: the Gemmini-style ISA that tvm_cosa's generated C calls, and the host API of the
+ * functional model (gemmini_func.c) that executes it on the CPU.
+ *
+ * Names and argument orders follow Gemmini's own gemmini.h (gemmini_extended_mvin,
+ * gemmini_extended_preload, ...). Every call returns 0, or the model's (sticky) error code after
+ * an error: the first out-of-range address, capacity overflow or unsupported setting stops the
+ * model, and gemmini_error_message() says which command failed and why.
+ *
+ * The hardware parameters (DIM, scratchpad / accumulator rows, element type) come from
+ * gemmini_params.h, which tvm_cosa writes for each GemminiConfig, as Gemmini's generator does.
+ */
+#ifndef TVM_COSA_GEMMINI_H
+#define TVM_COSA_GEMMINI_H
+
+#include <stdint.h>
+
+#include "gemmini_params.h"
+
+/* Private-memory addresses are row numbers. Bit 31 selects the accumulator; on a write to it
+ * bit 30 accumulates instead of overwriting; on a mvout from it bit 29 writes raw acc_t values. */
+#define GEMMINI_ACC_BIT 0x80000000u
+#define GEMMINI_ACCUMULATE_BIT 0x40000000u
+#define GEMMINI_FULL_BIT 0x20000000u
+#define GEMMINI_ROW_MASK 0x1FFFFFFFu
+/* An operand at this address reads as zeros; an output at it is not written. */
+#define GARBAGE_ADDR 0xFFFFFFFFu
+
+#define OUTPUT_STATIONARY 0
+#define WEIGHT_STATIONARY 1
+#define NO_ACTIVATION 0
+
+/* ---- ISA ------------------------------------------------------------------------------------
+ * Scalars are int32_t so that the declarations TVM's C back end writes for call_extern match. */
+int32_t gemmini_flush(int32_t skip);
+int32_t gemmini_fence(void);
+/* Dataflow and the row stride of A reads (a_stride: A row i is spad row a + i * a_stride).
+ * Activation, shift and transposes are not modelled and must be 0. */
+int32_t gemmini_extended_config_ex(int32_t dataflow, int32_t act, int32_t sys_shift,
+                                   int32_t a_stride, int32_t a_transpose, int32_t b_transpose);
+/* DRAM byte stride between the rows of a mvin (id 0), mvin2 (id 1) or mvin3 (id 2). */
+int32_t gemmini_extended_config_ld(int32_t stride_bytes, int32_t id);
+/* DRAM byte stride between the rows of a mvout. */
+int32_t gemmini_config_st(int32_t stride_bytes);
+/* rows x cols elements from DRAM (rows stride_bytes apart) to private memory rows sp_addr...
+ * A NULL dram pointer writes zeros. To the accumulator: acc_t values. */
+int32_t gemmini_extended_mvin(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
+int32_t gemmini_extended_mvin2(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
+int32_t gemmini_extended_mvin3(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
+/* rows x cols elements from private memory to DRAM. From the accumulator only raw values
+ * (GEMMINI_FULL_BIT) are modelled: requantization runs on the CPU. */
+int32_t gemmini_extended_mvout(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
+/* WS: the next compute_preloaded loads B (bd_rows x bd_cols) into the array; both computes
+ * write their result (c_rows x c_cols) to c. OS: bd is D, the initial value of the PEs. */
+int32_t gemmini_extended_preload(int32_t bd, int32_t c, int32_t bd_cols, int32_t bd_rows,
+                                 int32_t c_cols, int32_t c_rows);
+int32_t gemmini_extended_compute_preloaded(int32_t a, int32_t bd, int32_t a_cols,
+                                           int32_t a_rows, int32_t bd_cols, int32_t bd_rows);
+/* WS: reuse the weights already in the array. OS: keep accumulating in the PEs. */
+int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_cols,
+                                             int32_t a_rows, int32_t bd_cols, int32_t bd_rows);
+
+/* ---- host side of the functional model (not part of the ISA) ------------------------------- */
+enum gemmini_counter {
+  GEMMINI_CONFIG_EX, GEMMINI_CONFIG_LD, GEMMINI_CONFIG_ST, GEMMINI_MVIN, GEMMINI_MVIN_ACC,
+  GEMMINI_MVOUT, GEMMINI_PRELOAD, GEMMINI_COMPUTE_PRELOADED, GEMMINI_COMPUTE_ACCUMULATED,
+  GEMMINI_FENCE, GEMMINI_FLUSH,
+  GEMMINI_BYTES_IN, GEMMINI_BYTES_IN_ACC, GEMMINI_BYTES_OUT, GEMMINI_MACS,
+  GEMMINI_SPAD_ROWS_USED, GEMMINI_ACC_ROWS_USED, /* highest row touched + 1 */
+  GEMMINI_CALLS, /* gemmini_begin_op calls */
+  GEMMINI_NUM_COUNTERS
+};
+const char* gemmini_counter_name(int32_t counter);
+int32_t gemmini_num_counters(void);
+/* Clear memories, configuration, counters and the error. */
+int32_t gemmini_reset(void);
+int32_t gemmini_status(void);
+const char* gemmini_error_message(void);
+/* Attribute the following commands to an operator id (generated code calls these). end_op
+ * reports an error if results were moved out without a fence. */
+int32_t gemmini_begin_op(int32_t op_id);
+int32_t gemmini_end_op(void);
+/* Counters of one operator (op_id) or of everything (op_id = -1); 0 if unknown. */
+int64_t gemmini_counter(int32_t op_id, int32_t counter);
+int32_t gemmini_num_ops(void);
+int32_t gemmini_op_id(int32_t index);
+/* DIM, scratchpad rows, accumulator rows, bytes per element, bytes per accumulator value. */
+int32_t gemmini_hw_param(int32_t which);
+/* Direct access for tests: copy one row of private memory (sp_addr as in mvout) to out. */
+int32_t gemmini_peek_row(int32_t sp_addr, void* out);
+
+#endif

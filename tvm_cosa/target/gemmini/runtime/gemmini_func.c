@@ -1,0 +1,408 @@
+/* Functional model of the Gemmini-style ISA in gemmini.h: row-addressed scratchpad and
+ * accumulator of the configured sizes, Gemmini's arithmetic (elem_t x elem_t summed into acc_t,
+ * overwrite or accumulate), and counters of commands and bytes per operator.
+ * Semantics follow Gemmini's Spike model (esp-isa-sim gemmini.cc); differences are errors, not
+ * silent: every address is range-checked, and an unsupported setting stops the model. */
+#include "gemmini.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_OPS 4096
+
+static elem_t spad[SP_ROWS][DIM];
+static acc_t acc[ACC_ROWS][DIM];
+static acc_t pe[DIM][DIM];  /* WS: the weights in the array; OS: the partial sums */
+
+static struct {
+  int configured;
+  int dataflow;
+  int a_stride;
+  int32_t load_stride[3];
+  int32_t store_stride;
+  uint32_t preload_bd, preload_c;
+  int preload_bd_rows, preload_bd_cols, preload_c_rows, preload_c_cols;
+  int preloaded;      /* a preload waits for its compute */
+  int pending_mvout;  /* results moved out since the last fence */
+  int status;
+  char message[512];
+  int current_op;     /* 1 + index into op_ids; 0: no operator */
+} st;
+
+static int64_t totals[GEMMINI_NUM_COUNTERS];
+static int64_t op_counters[MAX_OPS][GEMMINI_NUM_COUNTERS];
+static int32_t op_ids[MAX_OPS];
+static int num_ops;
+
+static const char* counter_names[GEMMINI_NUM_COUNTERS] = {
+  "config_ex", "config_ld", "config_st", "mvin", "mvin_acc", "mvout", "preload",
+  "compute_preloaded", "compute_accumulated", "fence", "flush",
+  "bytes_in", "bytes_in_acc", "bytes_out", "macs", "spad_rows_used", "acc_rows_used", "calls",
+};
+
+/* ---- bookkeeping ------------------------------------------------------------------------- */
+static int fail(const char* cmd, const char* fmt, ...) {
+  if (st.status == 0) {
+    va_list ap;
+    int n = snprintf(st.message, sizeof st.message, "%s: ", cmd);
+    va_start(ap, fmt);
+    vsnprintf(st.message + n, sizeof st.message - n, fmt, ap);
+    va_end(ap);
+    st.status = 1;
+  }
+  return st.status;
+}
+
+static void count(int counter, int64_t n) {
+  totals[counter] += n;
+  if (st.current_op > 0) op_counters[st.current_op - 1][counter] += n;
+}
+
+static void watermark(int counter, int64_t row_end) {
+  if (totals[counter] < row_end) totals[counter] = row_end;
+  if (st.current_op > 0 && op_counters[st.current_op - 1][counter] < row_end)
+    op_counters[st.current_op - 1][counter] = row_end;
+}
+
+/* Wrapping int32 arithmetic, as the hardware's adders (signed overflow is undefined in C). */
+static inline acc_t acc_add(acc_t a, acc_t b) {
+#ifdef ELEM_T_IS_INT8
+  return (acc_t)(int32_t)((uint32_t)a + (uint32_t)b);
+#else
+  return a + b;
+#endif
+}
+
+static inline acc_t mac(acc_t sum, elem_t a, acc_t b) {
+#ifdef ELEM_T_IS_INT8
+  return (acc_t)(int32_t)((uint32_t)sum + (uint32_t)((int32_t)a * b));
+#else
+  return sum + (acc_t)a * b;
+#endif
+}
+
+static int check_block(const char* cmd, int cols, int rows) {
+  if (cols < 1 || cols > DIM || rows < 1 || rows > DIM)
+    return fail(cmd, "a block of %d rows x %d columns; each must be in 1..%d", rows, cols, DIM);
+  return 0;
+}
+
+/* Range of rows [row, row + (rows - 1) * stride] inside the memory the address selects. */
+static int check_rows(const char* cmd, const char* what, uint32_t addr, int rows, int stride) {
+  int is_acc = (addr & GEMMINI_ACC_BIT) != 0;
+  uint32_t row = addr & GEMMINI_ROW_MASK;
+  int64_t last = (int64_t)row + (int64_t)(rows - 1) * stride;
+  int64_t limit = is_acc ? ACC_ROWS : SP_ROWS;
+  if (last >= limit)
+    return fail(cmd, "%s rows %u..%lld are outside the %s (%lld rows)", what, row,
+                (long long)last, is_acc ? "accumulator" : "scratchpad", (long long)limit);
+  watermark(is_acc ? GEMMINI_ACC_ROWS_USED : GEMMINI_SPAD_ROWS_USED, last + 1);
+  return 0;
+}
+
+/* ---- configuration ----------------------------------------------------------------------- */
+int32_t gemmini_flush(int32_t skip) {
+  (void)skip;
+  if (st.status) return st.status;
+  count(GEMMINI_FLUSH, 1);
+  return 0;
+}
+
+int32_t gemmini_fence(void) {
+  if (st.status) return st.status;
+  count(GEMMINI_FENCE, 1);
+  st.pending_mvout = 0;
+  return 0;
+}
+
+int32_t gemmini_extended_config_ex(int32_t dataflow, int32_t act, int32_t sys_shift,
+                                   int32_t a_stride, int32_t a_transpose, int32_t b_transpose) {
+  const char* cmd = "config_ex";
+  if (st.status) return st.status;
+  if (dataflow != OUTPUT_STATIONARY && dataflow != WEIGHT_STATIONARY)
+    return fail(cmd, "dataflow %d; expected %d (OS) or %d (WS)", dataflow, OUTPUT_STATIONARY,
+                WEIGHT_STATIONARY);
+  if (act != NO_ACTIVATION || sys_shift != 0 || a_transpose || b_transpose)
+    return fail(cmd, "activation, shift and transposes are not modelled; pass 0");
+  if (a_stride < 1 || a_stride > 0xFFFF)
+    return fail(cmd, "A stride %d; expected 1..65535", a_stride);
+  st.configured = 1;
+  st.dataflow = dataflow;
+  st.a_stride = a_stride;
+  count(GEMMINI_CONFIG_EX, 1);
+  return 0;
+}
+
+int32_t gemmini_extended_config_ld(int32_t stride_bytes, int32_t id) {
+  if (st.status) return st.status;
+  if (id < 0 || id > 2) return fail("config_ld", "mvin id %d; expected 0, 1 or 2", id);
+  if (stride_bytes <= 0) return fail("config_ld", "stride %d bytes; must be > 0", stride_bytes);
+  st.load_stride[id] = stride_bytes;
+  count(GEMMINI_CONFIG_LD, 1);
+  return 0;
+}
+
+int32_t gemmini_config_st(int32_t stride_bytes) {
+  if (st.status) return st.status;
+  if (stride_bytes <= 0) return fail("config_st", "stride %d bytes; must be > 0", stride_bytes);
+  st.store_stride = stride_bytes;
+  count(GEMMINI_CONFIG_ST, 1);
+  return 0;
+}
+
+/* ---- data movement ----------------------------------------------------------------------- */
+static int32_t mvin(int id, void* dram, int32_t sp_addr, int32_t cols, int32_t rows) {
+  static const char* names[3] = {"mvin", "mvin2", "mvin3"};
+  const char* cmd = names[id];
+  uint32_t addr = (uint32_t)sp_addr;
+  if (st.status) return st.status;
+  if (addr == GARBAGE_ADDR) return fail(cmd, "destination is GARBAGE_ADDR");
+  if (check_block(cmd, cols, rows) || check_rows(cmd, "destination", addr, rows, 1))
+    return st.status;
+  if (dram != NULL && st.load_stride[id] == 0)
+    return fail(cmd, "no row stride configured (call gemmini_extended_config_ld(stride, %d))", id);
+  uint32_t row = addr & GEMMINI_ROW_MASK;
+  const char* base = (const char*)dram;
+  if (addr & GEMMINI_ACC_BIT) {
+    int accumulate = (addr & GEMMINI_ACCUMULATE_BIT) != 0;
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++) {
+        acc_t v = 0;
+        if (base) memcpy(&v, base + (size_t)i * st.load_stride[id] + j * sizeof(acc_t), sizeof v);
+        acc[row + i][j] = accumulate ? acc_add(acc[row + i][j], v) : v;
+      }
+    count(GEMMINI_MVIN_ACC, 1);
+    count(GEMMINI_BYTES_IN_ACC, base ? (int64_t)rows * cols * sizeof(acc_t) : 0);
+  } else {
+    if (addr & (GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT))
+      return fail(cmd, "scratchpad address 0x%08x has accumulator flags set", addr);
+    for (int i = 0; i < rows; i++) {
+      if (base) memcpy(spad[row + i], base + (size_t)i * st.load_stride[id], cols * sizeof(elem_t));
+      else memset(spad[row + i], 0, cols * sizeof(elem_t));
+    }
+    count(GEMMINI_MVIN, 1);
+    count(GEMMINI_BYTES_IN, base ? (int64_t)rows * cols * sizeof(elem_t) : 0);
+  }
+  return 0;
+}
+
+int32_t gemmini_extended_mvin(void* d, int32_t a, int32_t c, int32_t r) { return mvin(0, d, a, c, r); }
+int32_t gemmini_extended_mvin2(void* d, int32_t a, int32_t c, int32_t r) { return mvin(1, d, a, c, r); }
+int32_t gemmini_extended_mvin3(void* d, int32_t a, int32_t c, int32_t r) { return mvin(2, d, a, c, r); }
+
+int32_t gemmini_extended_mvout(void* dram, int32_t sp_addr, int32_t cols, int32_t rows) {
+  const char* cmd = "mvout";
+  uint32_t addr = (uint32_t)sp_addr;
+  if (st.status) return st.status;
+  if (dram == NULL) return fail(cmd, "NULL destination");
+  if (addr == GARBAGE_ADDR) return fail(cmd, "source is GARBAGE_ADDR");
+  if (check_block(cmd, cols, rows) || check_rows(cmd, "source", addr, rows, 1)) return st.status;
+  if (st.store_stride == 0) return fail(cmd, "no row stride configured (call gemmini_config_st)");
+  uint32_t row = addr & GEMMINI_ROW_MASK;
+  char* base = (char*)dram;
+  size_t elem_size;
+  if (addr & GEMMINI_ACC_BIT) {
+    if (!(addr & GEMMINI_FULL_BIT))
+      return fail(cmd, "scaled (non-full) accumulator reads are not modelled; set bit 29");
+    for (int i = 0; i < rows; i++)
+      memcpy(base + (size_t)i * st.store_stride, acc[row + i], cols * sizeof(acc_t));
+    elem_size = sizeof(acc_t);
+  } else {
+    for (int i = 0; i < rows; i++)
+      memcpy(base + (size_t)i * st.store_stride, spad[row + i], cols * sizeof(elem_t));
+    elem_size = sizeof(elem_t);
+  }
+  st.pending_mvout = 1;
+  count(GEMMINI_MVOUT, 1);
+  count(GEMMINI_BYTES_OUT, (int64_t)rows * cols * elem_size);
+  return 0;
+}
+
+/* ---- execution --------------------------------------------------------------------------- */
+int32_t gemmini_extended_preload(int32_t bd, int32_t c, int32_t bd_cols, int32_t bd_rows,
+                                 int32_t c_cols, int32_t c_rows) {
+  const char* cmd = "preload";
+  if (st.status) return st.status;
+  if (!st.configured) return fail(cmd, "no dataflow configured (call gemmini_extended_config_ex)");
+  if (check_block(cmd, bd_cols, bd_rows) || check_block(cmd, c_cols, c_rows)) return st.status;
+  if ((uint32_t)bd != GARBAGE_ADDR) {
+    if ((uint32_t)bd & GEMMINI_ACC_BIT)
+      return fail(cmd, "preloading from the accumulator is not modelled");
+    if (check_rows(cmd, "B/D", (uint32_t)bd, bd_rows, 1)) return st.status;
+  }
+  if ((uint32_t)c != GARBAGE_ADDR) {
+    if (!((uint32_t)c & GEMMINI_ACC_BIT))
+      return fail(cmd, "results to the scratchpad are not modelled; write to the accumulator");
+    if (check_rows(cmd, "C", (uint32_t)c, c_rows, 1)) return st.status;
+  }
+  st.preload_bd = (uint32_t)bd;
+  st.preload_c = (uint32_t)c;
+  st.preload_bd_rows = bd_rows;
+  st.preload_bd_cols = bd_cols;
+  st.preload_c_rows = c_rows;
+  st.preload_c_cols = c_cols;
+  st.preloaded = 1;
+  count(GEMMINI_PRELOAD, 1);
+  return 0;
+}
+
+static acc_t spad_value(uint32_t base, int i, int j, int rows, int cols, int stride) {
+  if (base == GARBAGE_ADDR || i >= rows || j >= cols) return 0;
+  return (acc_t)spad[base + (uint32_t)(i * stride)][j];
+}
+
+static int32_t compute(int preload, int32_t a, int32_t bd, int32_t a_cols, int32_t a_rows,
+                       int32_t bd_cols, int32_t bd_rows) {
+  const char* cmd = preload ? "compute_preloaded" : "compute_accumulated";
+  uint32_t a_addr = (uint32_t)a, bd_addr = (uint32_t)bd;
+  if (st.status) return st.status;
+  if (!st.preloaded) return fail(cmd, "no preload before this compute");
+  if (check_block(cmd, a_cols, a_rows) || check_block(cmd, bd_cols, bd_rows)) return st.status;
+  if (a_addr != GARBAGE_ADDR) {
+    if (a_addr & GEMMINI_ACC_BIT) return fail(cmd, "A from the accumulator is not modelled");
+    if (check_rows(cmd, "A", a_addr, a_rows, st.a_stride)) return st.status;
+  }
+  if (bd_addr != GARBAGE_ADDR) {
+    if (bd_addr & GEMMINI_ACC_BIT) return fail(cmd, "B/D from the accumulator is not modelled");
+    if (check_rows(cmd, "B/D", bd_addr, bd_rows, 1)) return st.status;
+  }
+  st.preloaded = 0;
+  acc_t out[DIM][DIM];
+  if (st.dataflow == WEIGHT_STATIONARY) {
+    if (preload)  /* load the weights B into the array */
+      for (int k = 0; k < DIM; k++)
+        for (int j = 0; j < DIM; j++)
+          pe[k][j] = spad_value(st.preload_bd, k, j, st.preload_bd_rows, st.preload_bd_cols, 1);
+    for (int i = 0; i < DIM; i++)
+      for (int j = 0; j < DIM; j++) {
+        acc_t sum = spad_value(bd_addr, i, j, bd_rows, bd_cols, 1);  /* D (bias) */
+        for (int k = 0; k < DIM; k++)
+          sum = mac(sum, (elem_t)spad_value(a_addr, i, k, a_rows, a_cols, st.a_stride), pe[k][j]);
+        out[i][j] = sum;
+      }
+    count(GEMMINI_MACS, (int64_t)a_rows * a_cols * st.preload_c_cols);
+  } else {  /* output stationary: D was preloaded into the PEs, B comes with the compute */
+    if (preload)
+      for (int i = 0; i < DIM; i++)
+        for (int j = 0; j < DIM; j++)
+          pe[i][j] = spad_value(st.preload_bd, i, j, st.preload_bd_rows, st.preload_bd_cols, 1);
+    for (int i = 0; i < DIM; i++)
+      for (int j = 0; j < DIM; j++) {
+        acc_t sum = pe[i][j];
+        for (int k = 0; k < DIM; k++)
+          sum = mac(sum, (elem_t)spad_value(a_addr, i, k, a_rows, a_cols, st.a_stride),
+                    spad_value(bd_addr, k, j, bd_rows, bd_cols, 1));
+        pe[i][j] = out[i][j] = sum;
+      }
+    count(GEMMINI_MACS, (int64_t)a_rows * a_cols * bd_cols);
+  }
+  if (st.preload_c != GARBAGE_ADDR) {
+    uint32_t row = st.preload_c & GEMMINI_ROW_MASK;
+    int accumulate = (st.preload_c & GEMMINI_ACCUMULATE_BIT) != 0;
+    for (int i = 0; i < st.preload_c_rows; i++)
+      for (int j = 0; j < st.preload_c_cols; j++)
+        acc[row + i][j] = accumulate ? acc_add(acc[row + i][j], out[i][j]) : out[i][j];
+  }
+  count(preload ? GEMMINI_COMPUTE_PRELOADED : GEMMINI_COMPUTE_ACCUMULATED, 1);
+  return 0;
+}
+
+int32_t gemmini_extended_compute_preloaded(int32_t a, int32_t bd, int32_t a_cols, int32_t a_rows,
+                                           int32_t bd_cols, int32_t bd_rows) {
+  return compute(1, a, bd, a_cols, a_rows, bd_cols, bd_rows);
+}
+
+int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_cols,
+                                             int32_t a_rows, int32_t bd_cols, int32_t bd_rows) {
+  return compute(0, a, bd, a_cols, a_rows, bd_cols, bd_rows);
+}
+
+/* ---- host side --------------------------------------------------------------------------- */
+const char* gemmini_counter_name(int32_t counter) {
+  return counter >= 0 && counter < GEMMINI_NUM_COUNTERS ? counter_names[counter] : "";
+}
+
+int32_t gemmini_num_counters(void) { return GEMMINI_NUM_COUNTERS; }
+
+int32_t gemmini_reset(void) {
+  memset(spad, 0, sizeof spad);
+  memset(acc, 0, sizeof acc);
+  memset(pe, 0, sizeof pe);
+  memset(&st, 0, sizeof st);
+  memset(totals, 0, sizeof totals);
+  memset(op_counters, 0, sizeof op_counters);
+  num_ops = 0;
+  return 0;
+}
+
+int32_t gemmini_status(void) { return st.status; }
+
+const char* gemmini_error_message(void) { return st.status ? st.message : ""; }
+
+static int find_op(int32_t op_id) {
+  for (int i = 0; i < num_ops; i++)
+    if (op_ids[i] == op_id) return i;
+  return -1;
+}
+
+int32_t gemmini_begin_op(int32_t op_id) {
+  if (st.status) return st.status;
+  int i = find_op(op_id);
+  if (i < 0) {
+    if (num_ops == MAX_OPS) return fail("begin_op", "more than %d operators", MAX_OPS);
+    i = num_ops++;
+    op_ids[i] = op_id;
+  }
+  st.current_op = i + 1;
+  count(GEMMINI_CALLS, 1);
+  return 0;
+}
+
+int32_t gemmini_end_op(void) {
+  if (st.status) return st.status;
+  if (st.pending_mvout)
+    return fail("end_op", "results were moved out without a gemmini_fence() before the CPU "
+                          "reads them");
+  st.current_op = 0;
+  return 0;
+}
+
+int64_t gemmini_counter(int32_t op_id, int32_t counter) {
+  if (counter < 0 || counter >= GEMMINI_NUM_COUNTERS) return 0;
+  if (op_id == -1) return totals[counter];
+  int i = find_op(op_id);
+  return i < 0 ? 0 : op_counters[i][counter];
+}
+
+int32_t gemmini_num_ops(void) { return num_ops; }
+
+int32_t gemmini_op_id(int32_t index) { return index >= 0 && index < num_ops ? op_ids[index] : -1; }
+
+int32_t gemmini_hw_param(int32_t which) {
+  switch (which) {
+    case 0: return DIM;
+    case 1: return SP_ROWS;
+    case 2: return ACC_ROWS;
+    case 3: return (int32_t)sizeof(elem_t);
+    case 4: return (int32_t)sizeof(acc_t);
+#ifdef ELEM_T_IS_INT8
+    case 5: return 0;
+#else
+    case 5: return 1;
+#endif
+    default: return -1;
+  }
+}
+
+int32_t gemmini_peek_row(int32_t sp_addr, void* out) {
+  uint32_t addr = (uint32_t)sp_addr, row = addr & GEMMINI_ROW_MASK;
+  if (addr & GEMMINI_ACC_BIT) {
+    if (row >= ACC_ROWS) return 1;
+    memcpy(out, acc[row], sizeof acc[row]);
+  } else {
+    if (row >= SP_ROWS) return 1;
+    memcpy(out, spad[row], sizeof spad[row]);
+  }
+  return 0;
+}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tvm_cosa import InputError, Problem, TimeloopError, load_architecture, preset
+from tvm_cosa import InputError, Problem, TimeloopError, load_architecture
 from tvm_cosa.check import check, differences
 from tvm_cosa.cli import main
 from tvm_cosa.cost_model import evaluate
@@ -174,3 +174,22 @@ def test_cli_errors_are_clean(no_timeloop, args, message):
 def test_cli_missing_file(no_timeloop, tmp_path):
     result = run("--arch", "simba", tmp_path / "nope.yaml", tmp_path / "map.yaml")
     assert result.exit_code != 0 and "nope.yaml" in result.stderr
+
+
+def test_cli_mapspace_sets_the_bypass_of_unlisted_levels(no_timeloop, tmp_path):
+    import yaml
+
+    folder = REFERENCE / "simba__r50_outputs_input.8__cosa"
+    entries = yaml.safe_load((folder / "map.yaml").read_text())["mapping"]
+    loops_only = tmp_path / "map.yaml"
+    loops_only.write_text(yaml.safe_dump({"mapping": [e for e in entries
+                                                      if e["type"] != "bypass"]}))
+    mapspace = Path(__file__).parents[1] / "tvm_cosa" / "presets" / "simba.mapspace.yaml"
+    with_mapspace = run("--arch", folder / "arch.yaml", "--mapspace", mapspace,
+                        folder / "prob.yaml", loops_only, "--json")
+    ref = json.loads((folder / "summary.json").read_text())
+    assert json.loads(with_mapspace.stdout)["energy_pJ"] == ref["energy_pJ"]
+    # Without it every level keeps every tensor, as in Timeloop: the 1-word registers overflow.
+    keep_all = run("--arch", folder / "arch.yaml", folder / "prob.yaml", loops_only, "--json")
+    assert keep_all.exit_code == 1
+    assert "couldn't map level Registers" in json.loads(keep_all.stdout)["error"]

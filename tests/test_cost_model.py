@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 from tvm_cosa import (InputError, LevelMapping, Mapping, Problem, check_mapping,
                       load_architecture, preset)
 from tvm_cosa.cost_model import ESTIMATE_LABEL, Evaluation, evaluate, lower_bound_cycles
-from tvm_cosa.cost_model.nest import Nest, TensorShape, distinct_children, fills
+from tvm_cosa.cost_model.nest import TensorShape, distinct_children, fills
 from tvm_cosa.timeloop import read_mapping
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop-reference"
@@ -264,6 +264,7 @@ def _prime_factors(n):
 LAYERS = [Problem.conv2d(K=64, C=64, P=14, Q=14, R=3, S=3, name="conv3x3"),
           Problem.conv2d(K=32, C=16, P=7, Q=7, R=3, S=3, stride=2, name="conv3x3s2"),
           Problem.conv2d(K=128, C=64, P=8, Q=8, name="conv1x1"),
+          Problem.conv2d(K=64, C=32, P=7, Q=7, stride=2, name="conv1x1s2"),
           Problem.matmul(M=64, N=48, K=32, name="mm"),
           Problem.conv2d(K=1, C=1, P=14, Q=14, R=3, S=3, groups=16, name="depthwise")]
 
@@ -309,6 +310,10 @@ def test_lower_bound_cycles():
     fc = Problem.conv2d(K=1000, C=2048, P=1, Q=1)
     # DRAM-bound: 2048000 weights + 2048 inputs read at 10 words/cycle.
     assert lower_bound_cycles(fc, simba) == math.ceil((2048000 + 2048) / 10)
+    # A strided 1x1 convolution uses 7 x 7 of the 13 x 13 input positions per channel.
+    strided = Problem.conv2d(K=2048, C=1024, P=7, Q=7, stride=2)
+    assert strided.full_size("Inputs") == 1024 * 13 * 13
+    assert lower_bound_cycles(strided, simba) == math.ceil((2048 * 1024 + 1024 * 49) / 10)
 
 
 def test_bad_mappings_raise_input_errors():
@@ -321,6 +326,9 @@ def test_bad_mappings_raise_input_errors():
     bad = Mapping([LevelMapping(temporal={"P": 0})] + mapping.levels[1:])
     with pytest.raises(InputError, match="positive integer"):
         evaluate(bad, problem, arch)
+    uneven = Mapping(mapping.levels, tile_levels={("Inputs", 4): 3})
+    with pytest.raises(InputError, match="uneven"):
+        evaluate(uneven, problem, arch)
 
 
 def test_spatial_factor_without_fanout_is_invalid():

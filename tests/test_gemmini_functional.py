@@ -146,6 +146,7 @@ def test_counters_per_operator(gm):
     assert (c9["mvin"], c9["bytes_in"]) == (1, 128)
     assert total["mvin"] == 3 and total["config_ld"] == 3 and total["config_st"] == 1
     assert c7["spad_rows_used"] == 4096 + 16 and c7["acc_rows_used"] == 16
+    assert (c7["calls"], c9["calls"], total["calls"]) == (1, 1, 2)
     assert gm.counters(12345)["mvin"] == 0
 
 

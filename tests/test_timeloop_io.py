@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings, strategies as st
 
 from tvm_cosa import (InputError, LevelMapping, Mapping, Problem, TimeloopError,
                       load_architecture, preset)
 from tvm_cosa.check import differences
 from tvm_cosa.cost_model import evaluate
-from tvm_cosa.timeloop import (architecture_dict, find_timeloop, mapping_entries, parse_factors,
-                               parse_stats, problem_dict, read_mapping, read_problem,
-                               run_timeloop, timeloop_available, write_architecture,
-                               write_mapping, write_problem)
+from tvm_cosa.timeloop import (architecture_dict, find_timeloop, mapping_entries, mapping_yaml,
+                               parse_factors, parse_stats, problem_dict, read_mapping,
+                               read_problem, run_timeloop, timeloop_available,
+                               write_architecture, write_mapping, write_problem)
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop-reference"
 CASES = sorted(p.name for p in REFERENCE.iterdir() if (p / "summary.json").is_file())
@@ -89,6 +90,10 @@ def test_read_mapping_rules():
     assert m.levels[3].keeps == {"Weights", "Inputs"}
     # Timeloop: a level without a bypass entry keeps everything.
     assert m.levels[0].keeps == m.levels[1].keeps == {"Weights", "Inputs", "Outputs"}
+    # ...unless asked to use the architecture's own bypass pattern (a mapspace's).
+    m = read_mapping(data, problem, arch, keep_unlisted=False)
+    assert m.levels[0].keeps == {"Weights"} and m.levels[1].keeps == {"Outputs"}
+    assert m.levels[2].keeps == {"Inputs"}  # the map's own entry still wins
     no_split = dict(data["mapping"][1])
     no_split.pop("split")
     m = read_mapping({"mapping": [no_split]}, problem, arch)
@@ -379,3 +384,46 @@ def test_real_timeloop_agrees_with_builtin(case):
     problem, arch, mapping = load_case(case)
     real = run_timeloop(mapping, problem, arch)
     assert differences(evaluate(mapping, problem, arch), real) == []
+
+
+# ---- property: any mapping survives write -> read ------------------------------------------
+LAYERS = [Problem.conv2d(K=32, C=16, P=14, Q=14, R=3, S=3, stride=2),
+          Problem.matmul(M=48, N=32, K=64),
+          Problem.conv2d(K=1, C=1, P=8, Q=8, R=3, S=3, groups=8)]
+
+
+@st.composite
+def mappings(draw):
+    layer = draw(st.sampled_from(LAYERS))
+    arch = preset(draw(st.sampled_from(["simba", "gemmini"])))
+    slots = [(i, k) for i in range(arch.num_levels) for k in ("temporal", "spatial_x",
+                                                              "spatial_y")
+             if k == "temporal" or (k == "spatial_x" and arch.fanout(i)[0] > 1)
+             or (k == "spatial_y" and arch.fanout(i)[1] > 1)]
+    levels = [LevelMapping() for _ in arch.levels]
+    for d, size in layer.sizes:
+        n, p = size, 2
+        while n > 1:  # each prime factor to a random slot
+            while n % p:
+                p += 1
+            n //= p
+            i, kind = draw(st.sampled_from(slots))
+            other = "spatial_y" if kind == "spatial_x" else "spatial_x"
+            if kind != "temporal" and d in getattr(levels[i], other):
+                kind = other  # one spatial axis per dimension, as in Timeloop's map files
+            factors = getattr(levels[i], kind)
+            factors[d] = factors.get(d, 1) * p
+    for lv in levels:
+        lv.order = tuple(draw(st.permutations(layer.dims)))
+        lv.keeps = frozenset(draw(st.sets(st.sampled_from(layer.tensor_names))))
+    levels[-1].keeps = frozenset(layer.tensor_names)
+    return layer, arch, Mapping(levels)
+
+
+@settings(max_examples=80, deadline=None)
+@given(mappings())
+def test_any_mapping_round_trips_through_a_map_file(case):
+    layer, arch, mapping = case
+    again = read_mapping(yaml.safe_load(mapping_yaml(mapping, layer, arch)), layer, arch)
+    same_mapping(mapping, again, layer.dims)
+    assert differences(evaluate(mapping, layer, arch), evaluate(again, layer, arch)) == []

@@ -16,13 +16,14 @@ Constraints
 - the input halo is exact: each sliding-window axis (extent = stride*(p-1) + dilation*(r-1) + 1)
   gets a one-hot over the divisor pairs (p, r) of its cumulative tile, tied to the log sums by
   equalities, so its log extent is a linear function of that one-hot;
-- loop order at every level above the innermost: for these operators each dimension is
-  irrelevant to at most one tensor, so the innermost loops of a level can give reuse to one
-  tensor only. A one-hot sigma[level, tensor] picks that ("stationary") tensor, whose irrelevant
+- loop order at every level above the innermost: for convolutions and matmuls each dimension
+  is irrelevant to at most one tensor, so the innermost loops of a level can give reuse to one
+  tensor only (for other operators the model below stays valid, only conservative). A one-hot sigma[level, tensor] picks that ("stationary") tensor, whose irrelevant
   loops go innermost; a binary h[tensor, level] says the level has a loop relevant to the tensor.
   A child tile of tensor t is refilled by every temporal loop above it except the irrelevant
   loops reached before the first relevant one; `saved` variables (one-sided linearisation of
   log factor x binary) subtract exactly those. This is Timeloop's reuse rule, across levels.
+  (The innermost level's order changes no count: the MACs read their operands every cycle.)
 
 Objective (weights in `Objective`)
 - CoSA's terms (log2 domain): compute (log cycles), utilization (log tile sizes below the global
@@ -50,6 +51,9 @@ from .problem import Problem, prime_factors
 INF = math.inf
 
 
+# ---------------------------------------------------------------------------------------------
+# A solver-neutral sparse MILP (a dict per row: the models have a few hundred variables)
+# ---------------------------------------------------------------------------------------------
 class Lin(dict):
     """A linear expression: {variable index: coefficient} plus a constant."""
 
@@ -267,38 +271,18 @@ def access_energy_table(arch: Architecture):
     """(MAC pJ, [read pJ/word per level], [write pJ/word per level]) for the objective.
 
     The architecture's own energies when given, else the cost model's estimate (Timeloop's
-    built-in model), per vector access divided by the block and cluster sizes; if the cost
-    model is not installed, a rough estimate (only the ratios between levels matter to the scheduler).
+    built-in model): per vector access, divided by the block size (one vector access moves a
+    block) and by the cluster size (Timeloop shares it among the cluster's instances).
     """
-    try:
-        from .cost_model.energy import arithmetic_energy, level_energies
-    except ImportError:  # pragma: no cover - the cost model ships with the package
-        level_energies = arithmetic_energy = None
+    from .cost_model.energy import arithmetic_energy, level_energies
+
     reads, writes = [], []
     for lv in arch.levels:
-        # Timeloop charges a vector access per block, shared by the instances of a cluster
-        block = max(1, lv.block_size) * max(1, lv.cluster_size)
-        if level_energies is not None:
-            r, w, _ = level_energies(lv)
-        else:
-            r = w = _rough_energy(lv) * block
-            if lv.read_energy_pJ is not None:
-                r = lv.read_energy_pJ
-                w = lv.write_energy_pJ if lv.write_energy_pJ is not None else r
-        reads.append(r / block)
-        writes.append(w / block)
-    if arithmetic_energy is not None:
-        mac = arithmetic_energy(arch.arithmetic)[0]
-    else:
-        mac = arch.arithmetic.energy_pJ or 0.25 * (arch.arithmetic.word_bits / 8) ** 2
-    return mac, reads, writes
-
-
-def _rough_energy(level) -> float:
-    if level.is_dram:
-        return 12.5 * level.word_bits
-    kbits = max(level.entries or 1, 1) * level.word_bits / 1024
-    return 0.12 * kbits ** 0.46 * max(1.0, level.word_bits / 8) ** 0.5
+        r, w, _ = level_energies(lv)
+        words = max(1, lv.block_size) * max(1, lv.cluster_size)
+        reads.append(r / words)
+        writes.append(w / words)
+    return arithmetic_energy(arch.arithmetic)[0], reads, writes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +318,18 @@ class Access:
     from_macs: bool = False  # the arithmetic's operand accesses at the first kept level
 
 
+def used_words(problem: Problem, tensor) -> int:
+    """Words of `tensor` the layer touches: per axis, the distinct values of its index sum (a
+    strided 1x1 convolution skips input rows its bounding box contains)."""
+    words = 1
+    for axis in tensor.axes:
+        values = {0}
+        for d, c in axis:
+            values = {v + c * x for v in values for x in range(problem.size[d])}
+        words *= len(values)
+    return words
+
+
 def tangent_points(lo: float, hi: float) -> list[float]:
     """Where to cut 2^v: every 0.5 in the 4 units above lo, where good schedules are, then
     every 1 (coarser only if that would exceed MAX_TANGENTS points)."""
@@ -367,7 +363,7 @@ class ScheduleModel:
         self.keeps = {i: frozenset(keeps[i]) if keeps is not None else lv.keeps
                       for i, lv in enumerate(arch.levels)}
         self.tile_levels = {k: v for k, v in dict(tile_levels or {}).items() if k[1] != v}
-        self.g = self.top - 1 if global_buffer is None else int(global_buffer)
+        self.g = max(0, self.top - 1) if global_buffer is None else int(global_buffer)
         self.min_utilization = min_utilization
         self.dims = [d for d in problem.dims if self.size[d] > 1]
         self.rel = {t.name: {d for d in t.dims if self.size[d] > 1} for t in problem.tensors}
@@ -402,9 +398,8 @@ class ScheduleModel:
     def lower_bound_cycles(self) -> float:
         """max(MACs / MAC count, compulsory traffic / bandwidth at the outermost level)."""
         top = self.arch.levels[self.top]
-        reads = sum(self.problem.full_size(t.name) for t in self.problem.tensors
-                    if not t.is_output)
-        writes = sum(self.problem.full_size(t.name) for t in self.problem.tensors if t.is_output)
+        reads = sum(used_words(self.problem, t) for t in self.problem.tensors if not t.is_output)
+        writes = sum(used_words(self.problem, t) for t in self.problem.tensors if t.is_output)
         bound = self.problem.macs / self.arch.num_macs
         for words, bw in ((reads, top.read_bandwidth), (writes, top.write_bandwidth),
                           (reads + writes, top.shared_bandwidth)):
@@ -694,10 +689,9 @@ class ScheduleModel:
             kind = "update" if t.is_output else "read"
             # the arithmetic reads (or updates) its operand every MAC; multicast / spatial
             # reduction over the irrelevant spatial factors below the first kept level
-            first = self._access(chain[0], t.name, kind,
-                                 Lin(const=macs) - self.spatial_log(range(chain[0] + 1), irr))
-            first.from_macs = True
-            out.append(first)
+            out.append(self._access(chain[0], t.name, kind,
+                                    Lin(const=macs) - self.spatial_log(range(chain[0] + 1), irr),
+                                    from_macs=True))
             for c, p in zip(chain, chain[1:]):
                 base = self.tile_log(t.name, c) + self.fill_log(t.name, self.tile_level(t.name, c))
                 parent = (base + self.spatial_log(range(c + 1, p + 1), rel)
@@ -708,9 +702,9 @@ class ScheduleModel:
                                             base + self.spatial_log(range(c + 1, self.L))))
         return out
 
-    def _access(self, level, tensor, kind, log_total) -> Access:
+    def _access(self, level, tensor, kind, log_total, from_macs=False) -> Access:
         per_instance = log_total - self.spatial_log(range(level + 1, self.L))
-        return Access(level, tensor, kind, log_total, per_instance)
+        return Access(level, tensor, kind, log_total, per_instance, from_macs)
 
     def exp2(self, v: Lin, name: str, lo: float, hi: float) -> Lin:
         """A variable y >= 2^(v - shift) by tangent cuts: the count in units of 2^shift.
@@ -739,9 +733,8 @@ class ScheduleModel:
         return y
 
     def unique_log(self, tensor) -> float:
-        """log2 of a lower bound on the distinct words of `tensor` any schedule must move."""
-        t = self.problem.tensor(tensor)
-        return sum(math.log2(max(self.size[d] for d, _ in axis)) for axis in t.axes)
+        """log2 of the distinct words of `tensor` the layer uses: any schedule moves each once."""
+        return math.log2(used_words(self.problem, self.problem.tensor(tensor)))
 
     def access_range(self, acc: Access, per_instance=False) -> tuple[float, float]:
         """[lower bound, high end] of an access count's log2, where its tangents go: every
@@ -764,7 +757,7 @@ class ScheduleModel:
         self.shift = math.log2(self.lb_cycles)
         mac_pJ, e_read, e_write = access_energy_table(self.arch)
         top = self.top
-        out_words = {t.name: self.problem.full_size(t.name) for t in self.problem.tensors}
+        out_words = {t.name: used_words(self.problem, t) for t in self.problem.tensors}
         self.energy_ref = mac_pJ * self.problem.macs + sum(
             out_words[t.name] * (e_write[top] if t.is_output else e_read[top])
             for t in self.problem.tensors)
@@ -895,10 +888,11 @@ class ScheduleModel:
             lm = mapping.levels[level]
             inner = next((d for d in lm.full_order(self.problem.dims)
                           if lm.temporal.get(d, 1) > 1), None)
+            stationary = next((t for t in self.sigma(level)
+                               if inner is not None and inner not in self.rel[t]), None)
             for t, v in self.sigma(level).items():
                 idx = next(iter(v))
-                on = inner is not None and inner not in self.rel[t]
-                self.m.lb[idx] = self.m.ub[idx] = float(on)
+                self.m.lb[idx] = self.m.ub[idx] = float(t == stationary)
 
     def predicted_counts(self, x) -> dict:
         """{(level, tensor, kind): total accesses} the model assigns to the solution x."""

@@ -26,7 +26,8 @@ NO_TIMELOOP = ("timeloop-model not found (PATH, $TIMELOOP_DIR or --timeloop): "
 @click.option("--arch", "arch_spec", required=True, metavar="{simba|gemmini|ARCH.yaml}",
               help="A preset name or the architecture file given to Timeloop.")
 @click.option("--mapspace", type=click.Path(dir_okay=False), default=None,
-              help="Mapspace file setting the default bypass of levels the map file leaves out.")
+              help="Mapspace file giving the bypass of levels that have no bypass entry in the "
+                   "map file (without it such a level keeps every tensor, as in Timeloop).")
 @click.option("--backend", type=click.Choice(["builtin", "timeloop", "auto"]), default="builtin",
               show_default=True, help="Built-in model, real timeloop-model, or Timeloop when "
                                       "installed.")
@@ -51,7 +52,9 @@ def evaluate(arch_spec, mapspace, backend, timeloop_path, as_json, compare, prob
     try:
         arch = load_architecture(arch_spec, mapspace)
         problem = read_problem(problem_path)
-        mapping = read_mapping(mapping_path, problem, arch)
+        # As Timeloop: a level the map file gives no bypass entry keeps every tensor, unless
+        # a mapspace says what it keeps.
+        mapping = read_mapping(mapping_path, problem, arch, keep_unlisted=mapspace is None)
         if compare:
             click.echo(_compare(mapping, problem, arch, timeloop_path), nl=False)
             return

@@ -100,6 +100,10 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     if len(mapping.levels) != ctx.nlev:
         raise InputError(f"mapping has {len(mapping.levels)} levels, architecture {arch.name} "
                          f"has {ctx.nlev} ({list(arch.level_names)})")
+    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
+        raise InputError("the mapping is uneven (tile_levels, CoSA's Z): Timeloop's model, and "
+                         "this one, keep at every level the tile of that level's loops; "
+                         "schedule without tile_levels to evaluate it")
     loops = _loops(ctx, mapping)
     error = _factor_error(ctx, loops)
     if error:
@@ -121,7 +125,8 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
 def _kept(ctx, mapping):
     """Per tensor: the levels that keep it (the mapping's bypass, else the architecture's).
     Cached per context on the tuple of keep sets (mappings of one search share them)."""
-    key = tuple(lv.keeps for lv in mapping.levels)
+    key = tuple(lv.keeps if lv.keeps is None or lv.keeps.__class__ is frozenset
+                else frozenset(lv.keeps) for lv in mapping.levels)
     hit = ctx.kept_cache.get(key)
     if hit is not None:
         return hit
@@ -271,48 +276,52 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     compute = nest.compute_cycles
     spatial = nest.spatial
 
-    per_level = [[] for _ in range(nlev)]  # (tensor index, content, fills, partition)
+    # Per level: (tensor index, reads, fills, updates, partition or None) per kept tensor.
+    per_level = [[] for _ in range(nlev)]
+    is_output = ctx.is_output
+    ext, above = nest.ext, nest.above
     for ti, shape in enumerate(ctx.shapes):
-        levels = kept[ti]
-        tile = tiles[ti]
+        levels, tile, out = kept[ti], tiles[ti], is_output[ti]
         # Read-only tensors need partition sizes only for the report (built on demand).
-        parts = _partitions(shape, nest, levels[0], nlev) if ctx.is_output[ti] else None
+        parts = _partitions(shape, nest, levels[0], nlev) if out else None
         child, child_fills = -1, compute
         top = levels[-1]
         for p in levels:
-            groups = 1
+            # What the children draw: their fills, once per distinct child tile (multicast).
+            content = child_fills
             for j in range(child + 1, p + 1):
                 if spatial[j]:
-                    groups *= distinct_children(shape, spatial[j])
-            content = groups * child_fills
-            p_fills = 0 if p == top else fills(shape, nest.ext[p], tile[p], nest.above[p])
-            per_level[p].append((ti, content, p_fills, parts[p] if parts else None))
-            child, child_fills = p, p_fills
+                    content *= distinct_children(shape, spatial[j])
+            f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
+            if out:  # updates = content; the first write of each word needs no read
+                per_level[p].append((ti, content - parts[p], f, content, parts[p]))
+            else:
+                per_level[p].append((ti, content, f, 0, None))
+            child, child_fills = p, f
 
     rows_per_level = []
     total_energy = 0.0
     cycles = compute
-    is_output = ctx.is_output
     for i, L in enumerate(ctx.levels):
+        rows = per_level[i]
         inst = used[i]
         clusters = inst if inst < L.clusters else L.clusters
         spread = inst / clusters
-        rows = []
-        for ti, content, f, part in per_level[i]:
-            if is_output[ti]:
-                rows.append((ti, content - part, f, content, part))
-            else:
-                rows.append((ti, content, f, 0, part))
         slowdown = 1.0
         if L.read_bw is not None or L.write_bw is not None:
             slowdown = _slowdown(L, rows, compute)
-        level_cycles = math.ceil(compute / slowdown) if slowdown != 1.0 else compute
-        if level_cycles > cycles:
-            cycles = level_cycles
+            level_cycles = math.ceil(compute / slowdown) if slowdown != 1.0 else compute
+            if level_cycles > cycles:
+                cycles = level_cycles
+        else:
+            level_cycles = compute
         B, e_read, e_write = L.block, L.e_read, L.e_write
         energies = []
-        for ti, r, f, u, part in rows:
-            e_inst = ((-(-r // B)) * e_read + ((-(-f // B)) + (-(-u // B))) * e_write) / spread
+        for _, r, f, u, _ in rows:
+            if B == 1:
+                e_inst = (r * e_read + (f + u) * e_write) / spread
+            else:
+                e_inst = ((-(-r // B)) * e_read + ((-(-f // B)) + (-(-u // B))) * e_write) / spread
             total_energy += e_inst * inst
             energies.append(e_inst)
         rows_per_level.append((level_cycles, slowdown, inst, clusters, rows, energies))
@@ -460,16 +469,30 @@ def _hops(multicast, fanout) -> float:
 def lower_bound_cycles(problem: Problem, arch) -> int:
     """max(MACs / MAC count, compulsory outermost-level traffic / its bandwidth).
 
-    Compulsory traffic: every input tensor read once, every output written once, at the
-    outermost level's read and write bandwidths as Timeloop applies them (per instance).
+    Compulsory traffic: every input word the layer uses read once (a strided 1x1 convolution
+    skips input rows, so this can be less than the tensor's bounding box), every output written
+    once, at the outermost level's read and write bandwidths per instance, as Timeloop applies
+    them. No schedule can take fewer cycles in Timeloop's model.
     """
     compute = math.ceil(problem.macs / arch.num_macs)
     top = arch.levels[-1]
-    reads = sum(problem.full_size(t.name) for t in problem.tensors if not t.is_output)
-    writes = sum(problem.full_size(t.name) for t in problem.tensors if t.is_output)
+    reads = sum(used_words(problem, t) for t in problem.tensors if not t.is_output)
+    writes = sum(used_words(problem, t) for t in problem.tensors if t.is_output)
     bound = compute
     if top.read_bandwidth:
         bound = max(bound, math.ceil(reads / top.read_bandwidth))
     if top.write_bandwidth:
         bound = max(bound, math.ceil(writes / top.write_bandwidth))
     return bound
+
+
+def used_words(problem: Problem, tensor) -> int:
+    """Words of `tensor` the layer touches (per axis: the distinct values of its index sum)."""
+    size = problem.size
+    words = 1
+    for axis in tensor.axes:
+        values = {0}
+        for d, c in axis:
+            values = {v + c * x for v in values for x in range(size[d])}
+        words *= len(values)
+    return words

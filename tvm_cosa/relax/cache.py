@@ -114,7 +114,8 @@ class ScheduleCache:
             file.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp", suffix=".json")
             with os.fdopen(fd, "w") as out:
-                json.dump({**entry, "format": FORMAT_VERSION}, out, indent=1, sort_keys=True)
+                # insertion order kept: a mapping's factor dicts print in solver order
+                json.dump({**entry, "format": FORMAT_VERSION}, out, indent=1)
             os.replace(tmp, file)
         except OSError as err:  # a read-only home must not stop a compile
             warnings.warn(f"could not write the schedule cache at {file}: {err}")

@@ -72,8 +72,11 @@ def parse_permutation(text, dims, *, source=None, field=None) -> tuple:
     return tuple(letters) + tuple(d for d in dims if d not in letters)
 
 
-def read_mapping(path_or_data, problem, arch) -> Mapping:
-    """A Timeloop map file (path, YAML text already parsed, or the list of entries) -> Mapping."""
+def read_mapping(path_or_data, problem, arch, *, keep_unlisted: bool = True) -> Mapping:
+    """A Timeloop map file (path, parsed YAML, or the list of entries) -> Mapping.
+
+    `keep_unlisted`: a level without a bypass entry keeps every tensor, as in Timeloop; False:
+    it keeps what the architecture's own bypass pattern (e.g. from a mapspace) says."""
     if isinstance(path_or_data, (str, Path)):
         source = str(path_or_data)
         from ..architecture_yaml import read_yaml
@@ -123,9 +126,9 @@ def read_mapping(path_or_data, problem, arch) -> Mapping:
             raise InputError(f"unknown type {kind!r}; expected temporal, spatial, bypass or "
                              "datatype", source=source, field=f"{field}.type")
     all_tensors = frozenset(problem.tensor_names)
-    for lv in levels:
+    for lv, level in zip(levels, arch.levels):
         if lv.keeps is None:  # Timeloop: a level without a bypass entry keeps everything
-            lv.keeps = all_tensors
+            lv.keeps = all_tensors if keep_unlisted else frozenset(level.keeps)
     return Mapping(levels, info={"source": source})
 
 
@@ -151,6 +154,8 @@ def mapping_entries(mapping: Mapping, problem, arch) -> list:
     if len(mapping.levels) != arch.num_levels:
         raise InputError(f"mapping has {len(mapping.levels)} levels, architecture {arch.name} "
                          f"has {arch.num_levels}")
+    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
+        raise InputError("an uneven mapping (tile_levels, CoSA's Z) has no Timeloop map format")
     dims = problem.dims
     entries, bypass = [], []
     for i, (lv, level) in enumerate(zip(mapping.levels, arch.levels)):

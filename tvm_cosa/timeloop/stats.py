@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from ..errors import TimeloopError
 from ..cost_model.result import Evaluation, LevelStats, TensorStats
+from ..errors import TimeloopError
 
 # stats.txt label -> (TensorStats field, type)
 _TENSOR_KEYS = {
@@ -41,7 +41,8 @@ _SPEC_KEYS = {
 }
 _INT_SPECS = {"size", "word_bits", "block_size", "cluster_size", "instances", "effective_size"}
 _NETWORK_KEYS = {"Fanout": ("fanout", int), "Multicast factor": ("multicast_factor", int),
-                 "Ingresses": ("ingresses", float), "Spatial reductions": ("spatial_reductions", int),
+                 "Ingresses": ("ingresses", float),
+                 "Spatial reductions": ("spatial_reductions", int),
                  "Average number of hops": ("avg_hops", float)}
 _KV = re.compile(r"^\s*([^:]+?)\s*:\s*(.*?)\s*$")
 

@@ -152,7 +152,21 @@ class GemminiConfig:
             # Output-stationary: output pixels along X, output channels along Y.
             levels[i] = replace(levels[i], spatial_dims_x=("pixel",),
                                 spatial_dims_y=("output_channel",))
-        return replace(arch, levels=tuple(levels), timeloop_spec=arch.timeloop_spec)
+        arch = replace(arch, levels=tuple(levels), timeloop_spec=arch.timeloop_spec)
+        return self._with_preset_energies(arch)
+
+    def _with_preset_energies(self, arch: Architecture) -> Architecture:
+        """The preset's per-access energies (Timeloop's, for its memory sizes) when this
+        configuration has the preset's memories; otherwise energies stay estimated."""
+        from ...architecture_yaml import PRESET_DIR, apply_energy_table, read_yaml
+
+        table = PRESET_DIR / "gemmini.energy.yaml"
+        geometry = ("dim", "scratchpad_kib", "accumulator_kib", "dtype", "scratchpad_banks",
+                    "accumulator_banks", "dram_block_bytes")
+        default = GemminiConfig()
+        if not table.is_file() or any(getattr(self, g) != getattr(default, g) for g in geometry):
+            return arch
+        return apply_energy_table(arch, read_yaml(table), table)
 
     @classmethod
     def from_architecture(cls, arch: Architecture) -> "GemminiConfig":

@@ -285,8 +285,8 @@ class _Emitter:
         self.reg_vars = [tirx.Var(f"{lp.dim.lower()}_row{lp.index}", "int32")
                          for lp in plan.reg_loops]
         self.block = tirx.Var("row_block", "int32")  # DIM-row blocks of the streaming loop
-        # the register loops that stay loops (the streaming one becomes the row blocks)
-        self.reg_outer = plan.reg_loops[:-1] if plan.stream_dim else plan.reg_loops
+        # the register loops that stay loops (the streamed ones become the row blocks)
+        self.reg_outer = [lp for lp in plan.reg_loops if lp.index not in plan.stream_reg]
 
     # -- small helpers --
     def const(self, value):
@@ -318,18 +318,19 @@ class _Emitter:
 
     # -- indices --
     def index(self, d, start=0, stop=None, registers=True):
-        """Index of dimension d contributed by host loops[start:stop] (and the register loops)."""
+        """Index of dimension d contributed by host loops[start:stop] (and the register loops).
+        Loops merged into the stream contribute through the row block instead."""
         plan, total = self.plan, 0
+        stream = d == plan.stream_dim
         for lp in plan.loops[start:stop]:
-            if lp.dim == d:
+            if lp.dim == d and lp.index not in plan.stream_host:
                 total = total + self.vars[lp.index] * lp.stride
         if registers:
             for lp in plan.reg_loops:
-                if lp.dim == d:
-                    v = self.reg_vars[lp.index]
-                    if d == plan.stream_dim and lp.index == len(plan.reg_loops) - 1:
-                        v = self.block * self.dim
-                    total = total + v * lp.stride
+                if lp.dim == d and lp.index not in plan.stream_reg:
+                    total = total + self.reg_vars[lp.index] * lp.stride
+            if stream:
+                total = total + self.block * self.dim
         return total
 
     def axis_coord(self, tensor, axis, dim_values):
@@ -416,7 +417,8 @@ class _Emitter:
         n_blocks = math.ceil(plan.stream_extent() / self.dim)
         rows = self.simplify(tirx.min(self.const(self.dim),
                                       plan.stream_extent() - self.block * self.dim))
-        inner_w = [self.vars[lp.index] for lp in plan.loops[plan.preload_fill:]]
+        inner_w = [self.vars[lp.index] for lp in plan.loops[plan.preload_fill:]
+                   if lp.index not in plan.stream_host]
         first_w = self.simplify(self.all_zero(
             inner_w + [self.reg_vars[lp.index] for lp in self.reg_outer] + [self.block]))
         f_out = plan.tiles[OUTPUTS].fill
@@ -461,7 +463,9 @@ class _Emitter:
             post.append(self.acc_moves("gemmini_extended_mvout", FULL_BIT))
         if pos < len(plan.loops):
             lp = plan.loops[pos]
-            inner = self.loop(self.vars[pos], lp.extent, self.nest(pos + 1))
+            inner = self.nest(pos + 1)
+            if pos not in plan.stream_host:  # a merged loop runs as part of the row blocks
+                inner = self.loop(self.vars[pos], lp.extent, inner)
         else:
             inner = self.compute()
         return self.seq(pre + [inner] + post)

@@ -73,9 +73,12 @@ class Plan:
     fy: int  # spatial factor of the output channel on Y (columns)
     tiles: dict  # tensor -> TileLayout
     preload_fill: int  # weights enter the array just before loops[preload_fill:]
-    stream_dim: Optional[str]  # the register loop whose rows one compute streams
+    stream_dim: Optional[str]  # the pixel dimension whose rows one compute streams
     sizes: dict  # real size of every dimension (<= the mapping's product when padded)
     padded: dict = field(default_factory=dict)  # dim -> mapping product, where > size
+    # the loops merged into the stream: host loop indices and register loop indices
+    stream_host: frozenset = frozenset()
+    stream_reg: frozenset = frozenset()
 
     @property
     def spad_rows(self) -> int:
@@ -86,7 +89,8 @@ class Plan:
         return self.tiles[OUTPUTS].rows
 
     def stream_extent(self) -> int:
-        return next((lp.extent for lp in self.reg_loops if lp.dim == self.stream_dim), 1)
+        return math.prod([self.loops[i].extent for i in self.stream_host] +
+                         [self.reg_loops[i].extent for i in self.stream_reg])
 
     def a_stride(self) -> int:
         """Rows between consecutive A rows of one compute (the stride of the streaming pixel)."""
@@ -197,7 +201,6 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
     if bad:
         raise UnsupportedMapping(f"register-level loop over {bad[0]}: only pixels stream through "
                                  "the array with the weights held")
-    stream_dim = reg_loops[-1].dim if reg_loops else None
 
     def fill_of(tensor, level):
         top_tile = mapping.tile_level(tensor, level)
@@ -216,6 +219,9 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
         ext[dims.output_channel] *= fy
         return ext
 
+    preload_fill = max(fill_of(WEIGHTS, r) for r in regs) if regs else len(loops)
+    stream_dim, stream_host, stream_reg = _choose_stream(loops, reg_loops, preload_fill, acc,
+                                                         dims)
     tiles = {}
     for tensor, level, col, width in ((INPUTS, spad, dims.reduction, fx),
                                       (WEIGHTS, spad, dims.output_channel, fy),
@@ -231,15 +237,43 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
         if d not in (dims.reduction, dims.output_channel) or sizes[d] > n:
             raise UnsupportedMapping(f"dimension {d}: padding only the channel dimensions is "
                                      f"supported ({sizes[d]} -> {n})")
-    plan = Plan(problem, dims, config, loops, reg_loops, fx, fy, tiles,
-                preload_fill=max(fill_of(WEIGHTS, r) for r in regs) if regs else len(loops),
-                stream_dim=stream_dim, sizes=sizes, padded=padded)
+    plan = Plan(problem, dims, config, loops, reg_loops, fx, fy, tiles, preload_fill=preload_fill,
+                stream_dim=stream_dim, sizes=sizes, padded=padded, stream_host=stream_host,
+                stream_reg=stream_reg)
     if plan.spad_rows > config.spad_rows or plan.acc_rows > config.acc_rows:
         raise UnsupportedMapping(
             f"the tiles need {plan.spad_rows} scratchpad rows and {plan.acc_rows} accumulator "
             f"rows of {config.dim} elements; {config.name} has {config.spad_rows} and "
             f"{config.acc_rows} (chunks of {fx} / {fy} columns leave rows partly empty)")
     return plan
+
+
+def _choose_stream(loops, reg_loops, preload_fill, acc, dims):
+    """The pixel dimension one compute command streams, and the loops merged into that stream.
+
+    Inside the preload scope (after the innermost loop that changes the weights) every loop runs
+    with the same weights in the array and moves no data, so their order is free: the loops of
+    one pixel dimension whose strides chain up from 1 (the register loop, then the accumulator
+    level's loop just above it) form one run of consecutive rows. The longest run wins (fewest
+    commands); ties keep the mapping's innermost register loop. Only register and accumulator
+    loops merge: a loop above the accumulator may be where a tile moves.
+    """
+    scope = [("host", lp) for lp in loops[preload_fill:] if lp.level <= acc]
+    scope += [("reg", lp) for lp in reg_loops]
+    best = (1, -1, None, frozenset(), frozenset())
+    for d in dims.pixels:
+        chain = sorted((lp.stride, kind, lp) for kind, lp in scope if lp.dim == d)
+        extent, host, reg = 1, set(), set()
+        for stride, kind, lp in chain:
+            if stride != extent:
+                break
+            extent *= lp.extent
+            (host if kind == "host" else reg).add(lp.index)
+        innermost = reg_loops[-1].dim == d if reg_loops else False
+        key = (extent, int(innermost))
+        if extent > 1 and key > best[:2]:
+            best = (extent, int(innermost), d, frozenset(host), frozenset(reg))
+    return best[2], best[3], best[4]
 
 
 def _layout(problem, tensor, level, fill, ext, col_dim, width, stream_dim) -> TileLayout:

@@ -102,3 +102,35 @@ def test_lowering_failure_falls_back_for_that_layer_only(model, tmp_path, monkey
     assert dw.cycles is not None  # it was solved and checked; only the lowering failed
     assert sum(r.status == "scheduled" for r in report.records) == 5
     assert len(scheduled_names(out)) == 5 and err <= 1e-4
+
+
+def test_a_schedule_that_does_not_build_falls_back(model, tmp_path, monkeypatch):
+    real_compile = tvm.compile
+    calls = []
+
+    def compile_refusing_groups(mod, target=None, **kw):
+        calls.append(mod)
+        funcs = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+        if len(funcs) == 1 and "grouped_conv2d" in funcs[0].script():
+            raise tvm.error.InternalError("codegen failed (test)")
+        return real_compile(mod, target=target, **kw)
+
+    cosa = CoSAPass("simba", cache=tmp_path, jobs=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(tvm, "compile", compile_refusing_groups)
+        with pytest.warns(FallbackWarning, match="llvm build failed"):
+            out = cosa(import_onnx(model))
+    grouped = [r for r in cosa.report.records if " g" in r.shape]
+    assert len(grouped) == 2 and all(r.status == "fallback" for r in grouped)
+    assert all("codegen failed (test)" in r.reason for r in grouped)
+    assert len(scheduled_names(out)) == 4 and len(calls) == 6
+    feed = input_feed(model)
+    assert max_rel_error(run_tvm(build(out), feed), run_onnxruntime(model, feed)) <= 1e-4
+
+    # the four functions that built are remembered: a second compile builds none of them
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(tvm, "compile", compile_refusing_groups)
+        with pytest.warns(FallbackWarning):
+            CoSAPass("simba", cache=tmp_path, jobs=1)(import_onnx(model))
+    assert len(calls) == 2  # only the two that failed are tried again

@@ -5,6 +5,9 @@ key and the solver's name and version, so a change to any of them (a new solver 
 buffer size) misses the cache instead of reusing a stale schedule. Sets are sorted before hashing:
 the key is the same in every process whatever the hash seed.
 
+It also remembers which scheduled PrimFuncs (by structural hash and TVM version) built for llvm
+before, so a warm compile does not build-check them again.
+
 Default location: `$TVM_COSA_CACHE`, else `~/.cache/tvm_cosa`. Files are written to a temporary
 name and renamed, so two compiles running at once never read half a file; an unreadable entry is a
 miss, not an error.
@@ -120,12 +123,29 @@ class ScheduleCache:
         except OSError as err:  # a read-only home must not stop a compile
             warnings.warn(f"could not write the schedule cache at {file}: {err}")
 
+    # ---- build checks: lowered functions known to build, so a warm compile skips the build --
+    def _built_file(self, key: str) -> Path:
+        return self.path / "built" / key
+
+    def has_built(self, key: str) -> bool:
+        return self.enabled and self._built_file(key).is_file()
+
+    def mark_built(self, key: str) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._built_file(key).parent.mkdir(parents=True, exist_ok=True)
+            self._built_file(key).touch()
+        except OSError as err:
+            warnings.warn(f"could not write the schedule cache at {self.path}: {err}")
+
     def __len__(self) -> int:
         if not self.enabled or not self.path.is_dir():
             return 0
-        return sum(1 for _ in self.path.glob("*/*.json"))
+        return sum(1 for _ in self.path.glob("[0-9a-f][0-9a-f]/*.json"))
 
     def clear(self) -> None:
         if self.enabled and self.path.is_dir():
-            for file in self.path.glob("*/*.json"):
+            for file in [*self.path.glob("[0-9a-f][0-9a-f]/*.json"),
+                         *self.path.glob("built/*")]:
                 file.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from ..architecture import Architecture
@@ -331,7 +332,7 @@ class _Compilation:
         try:
             func, name, note = lower_op(gvar_func, op, result.mapping, self.arch)
             if self.o.verify_build and name == "generic":
-                _build_check(func)
+                self._build_check(func)
         except LoweringError as err:
             result.error = ("lowering failure", str(err))
             return None
@@ -341,6 +342,16 @@ class _Compilation:
             return None
         result.lowering, result.lowering_note = name, note
         return func
+
+    def _build_check(self, func):
+        """Compile the scheduled PrimFunc alone for llvm, so a bad schedule falls back per layer
+        instead of failing the model's build; functions that built before are skipped."""
+        key = f"{tvm_ffi.structural_hash(func):016x}-tvm{tvm.__version__}"
+        if self.o.cache.has_built(key):
+            return
+        tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                    target="llvm")
+        self.o.cache.mark_built(key)
 
     def wants(self, op: Optional[OpInfo]) -> bool:
         if op is None or not op.supported:
@@ -450,12 +461,6 @@ def _lower_bound(problem, arch) -> Optional[float]:
         return float(lower_bound_cycles(problem, arch))
     except Exception:  # noqa: BLE001 - the bound is informative; the report leaves it blank
         return None
-
-
-def _build_check(func):
-    """Compile the scheduled PrimFunc alone for llvm, so a bad schedule falls back per layer."""
-    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-    tvm.compile(mod, target="llvm")
 
 
 def _mp_context():

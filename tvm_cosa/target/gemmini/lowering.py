@@ -238,6 +238,9 @@ def _conv_views(op, plan, params):
         o_buf = tirx.decl_buffer((n, real[ph], real[pw], kg * groups), str(out.dtype),
                                  name="gemmini_output")
         allocs.append(o_buf)
+        # Touch it before the program: TVM's storage rewrite would otherwise let it reuse the
+        # memory of the input staging buffer (lifetimes apart) and their typed pointers clash.
+        prologue.append(tirx.BufferStore(o_buf, tirx.const(0, str(out.dtype)), [0, 0, 0, 0]))
         epilogue.append(_copy_nest(out, lambda *i: tirx.BufferLoad(
             o_buf, [dict(zip(layout, i))[a] for a in "NHWC"]), shape_of=_shape(out)))
 

@@ -117,7 +117,8 @@ def conv_ref(x, w, stride, pad, layout="NHWC", klayout="HWIO", groups=1, dilatio
 def random_gemmini_mapping(problem, arch, seed, dim=16, tries=200):
     """A random valid weight-stationary mapping: every prime factor of every dimension on a random
     level (pixels may stream at the registers; the reduction / output channel may go spatial on
-    X / Y up to `dim`), random loop orders. None if no valid draw within `tries`."""
+    X / Y up to `dim`), random loop orders; valid in words (check_mapping) and within the
+    scratchpad / accumulator rows. None if no draw within `tries` is."""
     rng = random.Random(seed)
     d = gemmini_dims(problem)
     n = arch.num_levels
@@ -145,6 +146,18 @@ def random_gemmini_mapping(problem, arch, seed, dim=16, tries=200):
             rng.shuffle(order)
             lv.order = tuple(order)
         mapping = Mapping(levels)
-        if not check_mapping(mapping, problem, arch):
+        if not check_mapping(mapping, problem, arch) and _fits_rows(problem, mapping, arch):
             return mapping
     return None
+
+
+def _fits_rows(problem, mapping, arch) -> bool:
+    """Also within the real capacity in rows (narrow chunks leave rows partly empty)."""
+    from tvm_cosa.target.gemmini.config import config_for
+    from tvm_cosa.target.gemmini.plan import UnsupportedMapping, make_plan
+
+    try:
+        make_plan(problem, mapping, arch, config_for(arch))
+    except UnsupportedMapping:
+        return False
+    return True

@@ -1,4 +1,4 @@
-"""Helpers for the CoSAPass tests: hand-built valid mappings and small ONNX runs.
+"""Helpers for the CoSAPass tests: hand-built valid mappings and one-operator Relax modules.
 
 `random_mapping(problem, arch, rng)` spreads the problem's prime factors over the levels (spatial
 factors only where the architecture allows them, within each fanout) and keeps the result only if
@@ -10,8 +10,6 @@ so they exercise loop structures a solver would not pick.
 from __future__ import annotations
 
 import random
-
-import numpy as np
 
 from tvm_cosa.mapping import LevelMapping, Mapping
 from tvm_cosa.problem import prime_factors
@@ -57,26 +55,38 @@ def _draw(problem, arch, rng) -> Mapping:
     return Mapping(levels)
 
 
-def run_onnx(model, inputs: dict) -> list:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, inputs)
-
-
-def run_relax(mod, inputs: list) -> list:
-    import tvm
+def single_op_module(make_call, *arg_types):
+    """A Relax module whose main applies one operator to its parameters."""
     from tvm import relax
 
-    ex = tvm.compile(mod, target="llvm")
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    out = vm["main"](*[tvm.runtime.tensor(x) for x in inputs])
-    if hasattr(out, "numpy"):
-        return [out.numpy()]
-    return [o.numpy() for o in out]
+    bb = relax.BlockBuilder()
+    params = [relax.Var(f"p{i}", relax.TensorType(shape, dtype))
+              for i, (shape, dtype) in enumerate(arg_types)]
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(make_call(*params)))
+        bb.emit_func_output(out)
+    return bb.get()
 
 
-def max_rel_error(got, want) -> float:
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    scale = max(np.abs(want).max(), 1e-30)
-    return float(np.abs(got - want).max() / scale)
+def conv_module(n, c, k, h, w, kernel, stride, pad, dilation, groups, layout, dtype):
+    from tvm import relax
+
+    data_shape = (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
+    kernel_layout = "OIHW" if layout == "NCHW" else "OHWI"
+    weight_shape = ((k, c // groups, kernel, kernel) if layout == "NCHW"
+                    else (k, kernel, kernel, c // groups))
+    out_dtype = "int32" if dtype == "int8" else "float32"
+    return single_op_module(
+        lambda x, wt: relax.op.nn.conv2d(x, wt, strides=stride, padding=pad, dilation=dilation,
+                                         groups=groups, data_layout=layout,
+                                         kernel_layout=kernel_layout, out_dtype=out_dtype),
+        (data_shape, dtype), (weight_shape, dtype))
+
+
+def matmul_module(a, b, dtype):
+    from tvm import relax
+
+    out_dtype = "int32" if dtype == "int8" else "float32"
+    return single_op_module(lambda x, y: relax.op.matmul(x, y, out_dtype=out_dtype),
+                            (a, dtype), (b, dtype))

@@ -1,8 +1,10 @@
 """GemminiConfig -> Architecture, and Gemmini's own tiling heuristics as valid Mappings."""
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings, strategies as st
 
 from tvm_cosa import InputError, Problem, assert_valid, preset
@@ -21,6 +23,25 @@ def test_default_config_is_the_gemmini_preset():
     assert [sorted(lv.keeps) for lv in arch.levels] == [
         ["Weights"], ["Outputs"], ["Inputs", "Weights"], ["Inputs", "Outputs", "Weights"]]
     assert arch.levels[-1].read_bandwidth == pytest.approx(5.75 / 2)
+
+
+REFERENCE = Path(__file__).parent / "data" / "timeloop-reference"
+
+
+def test_timeloop_form_is_the_reference_gemmini_architecture():
+    """The files Timeloop ran for the reference cases: the same arch and bypass pattern."""
+    case = REFERENCE / "gemmini__mm_256x512x512__mapper"
+    if not case.is_dir():
+        pytest.skip("reference data not present")
+    cfg = GemminiConfig()
+    assert cfg.timeloop_arch() == yaml.safe_load((case / "arch.yaml").read_text())
+
+    def keeps(data):
+        return {c["target"]: (set(c["keep"]), set(c["bypass"]))
+                for c in data["mapspace"]["constraints"]}
+
+    assert keeps(cfg.timeloop_mapspace()) == keeps(yaml.safe_load(
+        (case / "mapspace.yaml").read_text()))
 
 
 def test_capacities_follow_the_configuration():

@@ -80,7 +80,8 @@ def test_compute_accumulated_reuses_the_preloaded_weights(gm):
     gm.mvin(np.zeros((16, 16), np.int8), 4096, 16, 16, id=1)  # the spad copy of B is gone
     assert gm.call("extended_preload", GARBAGE_ADDR, ACC_BIT | 32, 16, 16, 16, 16) == 0
     assert gm.call("extended_compute_accumulated", 200, GARBAGE_ADDR, 16, 16, 16, 16) == 0
-    np.testing.assert_array_equal(read_acc(gm, 16, 16, 32), a2.astype(np.int32) @ b.astype(np.int32))
+    np.testing.assert_array_equal(read_acc(gm, 16, 16, 32),
+                                  a2.astype(np.int32) @ b.astype(np.int32))
     c = gm.counters()
     assert (c["compute_preloaded"], c["compute_accumulated"], c["preload"]) == (1, 1, 2)
 
@@ -193,6 +194,21 @@ def test_mvout_without_fence_is_an_error_at_end_of_operator(gm):
     assert "fence" in gm.error_message
 
 
+def test_reading_back_moved_out_data_needs_a_fence(gm):
+    """The DMA does not order a mvin after a mvout of the same DRAM: partial sums that go out and
+    come back need gemmini_fence() in between; other memory does not."""
+    dram = np.zeros((4, 16), np.int32)
+    other = np.ones((4, 16), np.int32)
+    gm.mvout(dram, ACC_BIT | FULL_BIT, 16, 4)
+    assert gm.mvin(other, ACC_BIT | 8, 16, 4, id=2) == 0  # not what was written
+    assert gm.mvin(dram[2:], ACC_BIT | 8, 16, 2, id=2) != 0
+    assert "fence" in gm.error_message
+    gm.reset()
+    gm.mvout(dram, ACC_BIT | FULL_BIT, 16, 4)
+    gm.call("fence")
+    assert gm.mvin(dram, ACC_BIT | 8, 16, 4, id=2) == 0
+
+
 def test_output_stationary_accumulates_in_the_array(gm):
     rng = np.random.default_rng(6)
     a1, a2, b1, b2 = (int8(rng, (16, 16)) for _ in range(4))
@@ -208,7 +224,8 @@ def test_output_stationary_accumulates_in_the_array(gm):
     gm.call("extended_preload", GARBAGE_ADDR, ACC_BIT, 16, 16, 16, 16)
     gm.call("extended_compute_accumulated", 16, 48, 16, 16, 16, 16)
     i32 = lambda x: x.astype(np.int32)  # noqa: E731
-    np.testing.assert_array_equal(read_acc(gm, 16, 16), i32(d) + i32(a1) @ i32(b1) + i32(a2) @ i32(b2))
+    np.testing.assert_array_equal(read_acc(gm, 16, 16),
+                                  i32(d) + i32(a1) @ i32(b1) + i32(a2) @ i32(b2))
     gm.check()
 
 

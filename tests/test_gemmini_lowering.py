@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from gemmini_util import (conv_module, conv_ref, lower_module, matmul_module, random_gemmini_mapping,
-                          random_operands, run, the_op)
+from gemmini_util import (conv_module, conv_ref, lower_module, matmul_module,
+                          random_gemmini_mapping, random_operands, run, the_op)
 from tvm_cosa import LevelMapping as L, Mapping, assert_valid
 from tvm_cosa.target.gemmini.config import GemminiConfig
 from tvm_cosa.target.gemmini.plan import UnsupportedMapping, make_plan, pad_channels
@@ -151,7 +151,7 @@ def test_depthwise_and_wrong_dtype_fall_back():
 
 
 def test_functional_model_errors_reach_the_caller(tmp_path):
-    """Code built for a 256 KiB scratchpad, run on a 4 KiB one: the out-of-range mvin is reported."""
+    """Code built for a 256 KiB scratchpad, run on a 4 KiB one: the bad mvin is reported."""
     mod = matmul_module((64, 64), (64, 64))
     mapping = Mapping([L(temporal={"M": 64}), L(temporal={"N": 4, "K": 4}, spatial_x={"K": 16},
                                                  spatial_y={"N": 16}), L(), L()])

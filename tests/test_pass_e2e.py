@@ -8,7 +8,7 @@ tvm = pytest.importorskip("tvm")
 import tvm_ffi  # noqa: E402
 from tvm import relax  # noqa: E402
 
-from test_pass_lowering import conv_module, matmul_module  # noqa: E402
+from pass_helpers import conv_module, matmul_module  # noqa: E402
 from tvm_cosa.models import (bert_encoder, input_feed, int8_mlp, mobilenet_v2,  # noqa: E402
                              resnet18, tiny_cnn)
 from tvm_cosa.relax import CoSAPass  # noqa: E402

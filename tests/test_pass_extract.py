@@ -6,7 +6,7 @@ import pytest
 tvm = pytest.importorskip("tvm")
 from tvm import relax  # noqa: E402
 
-from test_pass_lowering import conv_module, matmul_module, single_op_module  # noqa: E402
+from pass_helpers import conv_module, matmul_module, single_op_module  # noqa: E402
 from tvm_cosa import Problem  # noqa: E402
 from tvm_cosa.models import bert_encoder, tiny_cnn  # noqa: E402
 from tvm_cosa.relax.extract import count_other_ops, extract  # noqa: E402

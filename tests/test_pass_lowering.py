@@ -12,7 +12,8 @@ tvm = pytest.importorskip("tvm")
 from tvm import relax  # noqa: E402
 
 import tvm_cosa  # noqa: E402
-from pass_helpers import outermost_mapping, random_mapping  # noqa: E402
+from pass_helpers import (conv_module, matmul_module, outermost_mapping,  # noqa: E402
+                          random_mapping, single_op_module)
 from tvm_cosa.mapping import LevelMapping, Mapping  # noqa: E402
 from tvm_cosa.relax.extract import extract  # noqa: E402
 from tvm_cosa.relax.lowering import (LoweringError, lower_generic, scope_name,  # noqa: E402
@@ -21,31 +22,6 @@ from tvm_cosa.relax.lowering import (LoweringError, lower_generic, scope_name,  
 ARCHS = {name: tvm_cosa.preset(name) for name in ("gemmini", "simba")}
 FAST = settings(max_examples=12, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
-
-
-def single_op_module(make_call, *arg_types):
-    """A Relax module whose main applies one operator to its parameters."""
-    bb = relax.BlockBuilder()
-    params = [relax.Var(f"p{i}", relax.TensorType(shape, dtype))
-              for i, (shape, dtype) in enumerate(arg_types)]
-    with bb.function("main", params):
-        with bb.dataflow():
-            out = bb.emit_output(bb.emit(make_call(*params)))
-        bb.emit_func_output(out)
-    return bb.get()
-
-
-def conv_module(n, c, k, h, w, kernel, stride, pad, dilation, groups, layout, dtype):
-    data_shape = (n, c, h, w) if layout == "NCHW" else (n, h, w, c)
-    kernel_layout = "OIHW" if layout == "NCHW" else "OHWI"
-    weight_shape = ((k, c // groups, kernel, kernel) if layout == "NCHW"
-                    else (k, kernel, kernel, c // groups))
-    out_dtype = "int32" if dtype == "int8" else "float32"
-    return single_op_module(
-        lambda x, wt: relax.op.nn.conv2d(x, wt, strides=stride, padding=pad, dilation=dilation,
-                                         groups=groups, data_layout=layout,
-                                         kernel_layout=kernel_layout, out_dtype=out_dtype),
-        (data_shape, dtype), (weight_shape, dtype))
 
 
 def legalized_primfunc(mod):
@@ -185,12 +161,6 @@ def matmul_layers(draw):
     return a, b, draw(st.sampled_from(["float32", "int8"]))
 
 
-def matmul_module(a, b, dtype):
-    out_dtype = "int32" if dtype == "int8" else "float32"
-    return single_op_module(lambda x, y: relax.op.matmul(x, y, out_dtype=out_dtype),
-                            (a, dtype), (b, dtype))
-
-
 @FAST
 @given(layer=matmul_layers(), arch=st.sampled_from(sorted(ARCHS)), seed=st.integers(0, 10_000))
 def test_matmul_lowering_matches_default(layer, arch, seed):
@@ -248,3 +218,31 @@ def test_a_mapping_for_another_shape_is_a_lowering_error():
     wrong = outermost_mapping(tvm_cosa.Problem.matmul(M=4, N=5, K=3), arch)
     with pytest.raises(LoweringError, match="K"):
         lower_generic(default, op, wrong, arch)
+
+
+def test_uneven_mapping_moves_the_stage_inside_the_levels_loops():
+    """tile_levels[(Inputs, i)] = j: the Inputs tile kept at level i spans only levels 0..j, so
+    its copy goes inside level i's own loops (CoSA's Z / ZigZag's uneven mapping)."""
+    arch = ARCHS["simba"]
+    op, default = legalized_primfunc(matmul_module((8, 6), (6, 4), "float32"))
+    gb, ib = arch.level_index("GlobalBuffer"), arch.level_index("InputBuffer")
+    levels = [LevelMapping() for _ in arch.levels]
+    levels[gb] = LevelMapping(temporal={"M": 8, "K": 6, "N": 4}, order=("N", "K", "M"))
+    even = Mapping(levels)
+    uneven = Mapping([LevelMapping(**vars(lv)) for lv in levels],
+                     tile_levels={("Inputs", gb): ib})
+    for mapping in (even, uneven):
+        tvm_cosa.assert_valid(mapping, op.problem, arch)
+
+    def inputs_stage_depth(mapping):
+        scheduled = lower_generic(default, op, mapping, arch)
+        assert_same_numbers(default, scheduled)
+        sch = tvm.s_tir.Schedule(scheduled)
+        (stage,) = [b for b in sch.get_child_blocks(sch.get_sblock("root"))
+                    if sch.get(b).name_hint.endswith("global.globalbuffer")
+                    and sch.get(b).name_hint.startswith("p0")]
+        return [str(sch.get(lp).annotations.get("cosa.level", "")) for lp in
+                sch.get_loops(stage)]
+
+    assert "GlobalBuffer" not in inputs_stage_depth(even)
+    assert inputs_stage_depth(uneven).count("GlobalBuffer") == 3  # inside M, K and N

@@ -96,3 +96,19 @@ def test_cli_compile_prints_the_report_and_verifies(tmp_path):
     again = CliRunner().invoke(main, ["compile", str(model), "--arch", "gemmini", "--cache",
                                       str(tmp_path / "cache"), "--no-build"])
     assert again.exit_code == 0 and "0 solved, 6 from the cache" in again.output
+
+
+def test_cli_emit_c_writes_sources_for_gemmini_only(tmp_path):
+    import onnx
+
+    model = tmp_path / "tiny.onnx"
+    onnx.save(tiny_cnn(), str(model))
+    result = CliRunner().invoke(main, ["compile", str(model), "--arch", "gemmini", "--no-cache",
+                                       "--no-build", "--emit-c", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    written = {p.name for p in (tmp_path / "c").iterdir()}
+    assert {"Makefile", "gemmini_func.c", "gemmini.h"} <= written
+    assert any(name.endswith(".c") and name != "gemmini_func.c" for name in written)
+    refused = CliRunner().invoke(main, ["compile", str(model), "--arch", "simba", "--emit-c",
+                                        str(tmp_path / "c2")])
+    assert refused.exit_code != 0 and "not a Gemmini architecture" in refused.output

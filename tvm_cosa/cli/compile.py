@@ -2,11 +2,14 @@
 
     tvm-cosa compile MODEL.onnx --arch gemmini [--report FILE.json] [--csv FILE.csv]
         [--plot FILE.png] [--verify] [--layout NHWC] [--input-shape NAME=1,3,224,224]
+        [--emit-c DIR]
 
 The model is imported into TVM (Relax), every conv2d and matmul is scheduled with CoSA for the
 architecture and lowered to TIR, and the module is built for llvm. With --verify the built module
-runs on seeded random inputs and its outputs are compared with onnxruntime's. A layer that cannot
-be scheduled keeps TVM's default schedule and is marked in the report; the compile goes on.
+runs on seeded random inputs and its outputs are compared with onnxruntime's. --emit-c writes the
+C code of a Gemmini compile (TVM's c target) with the functional model and a Makefile. A layer
+that cannot be scheduled keeps TVM's default schedule and is marked in the report; the compile
+goes on.
 """
 
 from __future__ import annotations
@@ -73,15 +76,21 @@ def _parse_shapes(values) -> dict:
               help="Largest relative error --verify accepts (float32).")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False), default=None,
               metavar="LIB.so", help="Export the built module as a shared library.")
+@click.option("--emit-c", "emit_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Gemmini: write the model's C sources, the functional model "
+                                  "and a Makefile to DIR (TVM's c target).")
 def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, jobs, time_limit,
              layout, input_shapes, report_path, csv_path, plot_path, build, verify, tolerance,
-             export_path):
+             export_path, emit_dir):
     """Compile MODEL (ONNX) with CoSAPass for an accelerator and print the per-layer report."""
     from ..architecture_yaml import load_architecture
     from ..relax import frontend
 
     try:
         arch = load_architecture(arch_spec, mapspace=mapspace)
+        if emit_dir and not arch.name.lower().startswith("gemmini"):
+            raise InputError(f"--emit-c writes C for the Gemmini target; {arch.name} is not a "
+                             "Gemmini architecture", field="--emit-c")
         onnx_model = frontend.load_onnx(model)
         shapes = _parse_shapes(input_shapes)
         started = time.perf_counter()
@@ -94,6 +103,8 @@ def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, job
         raise click.ClickException(str(err)) from None
     click.echo(report.table())
     _save(report, report_path, csv_path, plot_path)
+    if emit_dir:
+        _emit_c(mod, arch, emit_dir)
     if not (build or verify or export_path):
         return
     ex = frontend.build(mod, arch=arch)
@@ -115,8 +126,20 @@ def _save(report, report_path, csv_path, plot_path):
         if plot_path:
             report.plot(plot_path)
             click.echo(f"plot: {plot_path}")
-    except OSError as err:
+    except (OSError, CoSAError) as err:
         raise click.ClickException(f"could not write the report: {err}") from None
+
+
+def _emit_c(mod, arch, emit_dir):
+    from ..target.gemmini.codegen import emit_c
+    from ..target.gemmini.config import config_for
+
+    try:
+        written = emit_c(mod, emit_dir, config_for(arch))
+    except (OSError, CoSAError) as err:
+        raise click.ClickException(f"could not write the C sources: {err}") from None
+    click.echo(f"C sources: {', '.join(p.name for p in written['sources'])} and Makefile in "
+               f"{written['dir']} (make -C {written['dir']})")
 
 
 def _verify(onnx_model, ex, frontend, tolerance):

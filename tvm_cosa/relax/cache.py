@@ -1,4 +1,4 @@
-"""A persistent schedule cache: one JSON file per (problem, architecture, objective, solver version).
+"""A persistent schedule cache: a JSON file per (problem, architecture, objective, solver).
 
 The key is a SHA-256 of a canonical JSON form of `problem.key()`, `arch.key()`, the objective's
 key and the solver's name and version, so a change to any of them (a new solver release, another

@@ -1,4 +1,4 @@
-"""Find the convolutions and matrix multiplications of a Relax module and describe each as a Problem.
+"""Find the conv2d and matmul calls of a Relax module and describe each as a Problem.
 
 `extract(mod)` walks every Relax function's bindings in order and returns one `OpInfo` per
 `relax.nn.conv2d` / `relax.matmul` call (supported or not) and per other multiply-accumulate
@@ -203,12 +203,13 @@ def extract(mod) -> list[OpInfo]:
 
 def count_other_ops(mod) -> dict[str, int]:
     """How many calls of each other Relax operator the module has (left untouched by the pass)."""
+    import tvm
     from tvm import relax
 
     counts: dict[str, int] = {}
 
     def visit(expr):
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm_op_type()):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
             name = expr.op.name
             if name not in SCHEDULED_OPS + OTHER_MAC_OPS:
                 counts[name] = counts.get(name, 0) + 1
@@ -217,9 +218,3 @@ def count_other_ops(mod) -> dict[str, int]:
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func, visit)
     return dict(sorted(counts.items()))
-
-
-def tvm_op_type():
-    import tvm
-
-    return tvm.ir.Op

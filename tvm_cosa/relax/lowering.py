@@ -3,13 +3,14 @@
 `lower_generic(prim_func, op, mapping, arch)`:
 1. finds the compute block (the reduction block) and maps its loops to the Problem's dimensions by
    meaning: the output buffer's indices follow the data layout, the weight buffer's the kernel
-   layout (conv2d); for matmul the output is [batch..., M, N] and K is the reduction. Grouped
-   convolutions split the output-channel loop into (G, K); matmul batch loops are fused into B (or
-   into M when the weights are shared by every batch entry);
+   layout (conv2d); for matmul the output is [batch..., M, N] and K is the reduction. A grouped
+   convolution is first rebuilt with separate G and K output axes (`grouped_conv_primfunc`);
+   a matmul must have one axis per Problem dimension (CoSAPass reshapes it first);
 2. splits every loop into one factor per memory level (temporal, then spatial X, then spatial Y),
    outermost level first, and reorders the nest: per level, the temporal loops in the level's
-   permutation then its spatial loops. Every loop is annotated `cosa.level` with its level name and
-   the spatial ones `cosa.spatial` = "<level>.X|Y" (the PE array / fanout they are mapped to);
+   permutation then its spatial loops. Every loop is annotated `cosa.level` with its level name;
+   spatial loops are marked as the PE array with `cosa.spatial` = "<level>.X|Y" (the axis of the
+   fanout below that level they are unrolled onto);
 3. adds one cache stage per (tensor, level) the mapping keeps below the outermost level
    (`cache_read` for Inputs and Weights, `cache_write` for Outputs) with storage scope
    `global.<level name>`, placed at the innermost loop outside that level's tile.
@@ -28,6 +29,7 @@ from ..problem import INPUTS, OUTPUTS, WEIGHTS
 
 SCHEDULED_ATTR = "tirx.is_scheduled"
 OPAQUE_PATTERN = 8  # relax OpPatternKind.kOpaque: keeps the scheduled function out of FuseTIR
+REDUCE = 2  # tirx IterVar.CommReduce
 
 
 class LoweringError(CoSAError):
@@ -97,29 +99,12 @@ def _first_line(err) -> str:
 
 # ---- finding the block and its loops --------------------------------------------------------
 def _compute_block(sch):
-    """The single reduction block of the function (conv2d_nchw, group_conv2d_nhwc, matmul...)."""
-    root = sch.get_sblock("root") if _has_root(sch) else None
-    candidates = []
-    for blk in _all_blocks(sch, root):
-        if any(int(iv.iter_type) == 2 for iv in sch.get(blk).iter_vars):  # CommReduce
-            candidates.append(blk)
+    """The single reduction block of the function (conv2d_nchw, grouped_conv2d, matmul...)."""
+    candidates = [blk for blk in sch.get_child_blocks(sch.get_sblock("root"))
+                  if any(int(iv.iter_type) == REDUCE for iv in sch.get(blk).iter_vars)]
     if len(candidates) != 1:
         raise LoweringError(f"expected one reduction block, found {len(candidates)}")
     return candidates[0]
-
-
-def _has_root(sch):
-    try:
-        sch.get_sblock("root")
-        return True
-    except Exception:  # noqa: BLE001 - TVM raises its own error type for a missing block
-        return False
-
-
-def _all_blocks(sch, root):
-    if root is None:
-        return []
-    return list(sch.get_child_blocks(root))
 
 
 def _block_var_loops(sch, block) -> dict:
@@ -203,7 +188,7 @@ def _grouped_conv_dims(op, blk, out_vars, loop_of) -> dict:
     """The block of `grouped_conv_primfunc`: output axes in the layout with C as (G, K), then
     the reductions C, S (filter height), R (filter width)."""
     layout = op.layout.replace("C", "GK")
-    reduce_vars = [iv.var for iv in blk.iter_vars if int(iv.iter_type) == 2]
+    reduce_vars = [iv.var for iv in blk.iter_vars if int(iv.iter_type) == REDUCE]
     if len(out_vars) != 5 or len(reduce_vars) != 3:
         raise LoweringError("not the grouped convolution block this lowering builds")
     out = dict(zip(layout, out_vars))
@@ -280,7 +265,7 @@ def _matmul_dims(sch, op, blk, out_vars, loop_of) -> dict:
     Problem dimension (others of extent 1): a tile of a dimension fused from two axes is strided
     in the output, which TVM's bounding-box cache stages cannot write back. CoSAPass reshapes
     such operands to 2-D / 3-D before legalizing (`canonical_matmul_shapes`)."""
-    reduce_vars = [iv.var for iv in blk.iter_vars if int(iv.iter_type) == 2]
+    reduce_vars = [iv.var for iv in blk.iter_vars if int(iv.iter_type) == REDUCE]
     if len(reduce_vars) != 1 or len(out_vars) < 2:
         raise LoweringError("matmul block is not [batch..., M, N] x K")
     batch_loops = [loop_of[v] for v in out_vars[:-2]]

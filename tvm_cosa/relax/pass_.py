@@ -35,7 +35,7 @@ import tvm_ffi
 from tvm import relax
 
 from ..architecture import Architecture
-from ..errors import InputError
+from ..errors import CoSAError, InputError
 from ..mapping import Mapping
 from . import solve as solve_mod
 from .cache import ScheduleCache, cache_key
@@ -84,6 +84,14 @@ def objective_key(objective):
 
         objective = Objective()
     return objective.key()
+
+
+def objective_name(objective) -> str:
+    if objective is None:
+        from ..scheduler import Objective
+
+        objective = Objective()
+    return str(getattr(objective, "name", objective))
 
 
 def solver_version(solver: str) -> str:
@@ -138,8 +146,6 @@ class _Result:
     evaluation: Optional[dict] = None
     solve_time_s: float = 0.0
     cached: bool = False
-    lowering: str = ""
-    lowering_note: str = ""
     records: list = field(default_factory=list)
 
     @property
@@ -191,12 +197,18 @@ class _Compilation:
         self.o = options
         self.arch = options.arch
         self.results: dict = {}  # problem key -> _Result
+        self.lowered: dict = {}  # operator index -> (lowering name, note) or error message
         self.timings: dict = {}
 
     # ---- driver ---------------------------------------------------------------------------
     def run(self, mod):
         start = time.perf_counter()
         hits0, misses0 = self.o.cache.hits, self.o.cache.misses
+        self.objective_key = objective_key(self.o.objective)
+        try:
+            self.solver_version = solver_version(self.o.solver)
+        except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
+            self.solver_version = f"unavailable: {err}"
         ops = extract(mod)
         other_ops = count_other_ops(mod)
         records = [self._record(op) for op in ops]
@@ -214,8 +226,8 @@ class _Compilation:
         self._finish_records()
         self.timings["total_s"] = time.perf_counter() - start
         self.o.report = Report(
-            arch=self.arch.name, solver=self.o.solver, objective=str(objective_key(
-                self.o.objective)), check=str(self.o.check), records=records,
+            arch=self.arch.name, solver=self.o.solver, objective=objective_name(
+                self.o.objective), check=str(self.o.check), records=records,
             other_ops=other_ops,
             timings={k: round(v, 4) for k, v in self.timings.items()},
             cache={"hits": self.o.cache.hits - hits0, "misses": self.o.cache.misses - misses0,
@@ -246,11 +258,12 @@ class _Compilation:
                 self.results[key] = _Result()
             self.results[key].records.append(rec)
         self.problems = {op.problem.key(): op.problem for op in ops if op.supported}
+        self.ops = ops
 
     # ---- solving --------------------------------------------------------------------------
     def _cache_key(self, problem) -> str:
-        return cache_key(problem, self.arch, objective_key(self.o.objective), self.o.solver,
-                         solver_version(self.o.solver))
+        return cache_key(problem, self.arch, self.objective_key, self.o.solver,
+                         self.solver_version)
 
     def _solve_all(self, ops):
         todo = []
@@ -326,22 +339,36 @@ class _Compilation:
         mutator = _ScheduledLegalizer(mod, self)
         return mutator.run()
 
-    def lower_call(self, gvar_func, op):
-        """The scheduled PrimFunc for `op`, or None (keep the default) with the reason recorded."""
-        result = self.results.get(op.problem.key())
+    def lower_call(self, gvar_func, ops):
+        """The scheduled PrimFunc shared by the calls `ops`, or None (they keep the default);
+        the outcome is recorded per operator for the report."""
+        op = ops[0]
         try:
-            func, name, note = lower_op(gvar_func, op, result.mapping, self.arch)
+            func, name, note = lower_op(gvar_func, op, self.results[op.problem.key()].mapping,
+                                        self.arch)
             if self.o.verify_build and name == "generic":
                 self._build_check(func)
+            outcome = (name, note)
         except LoweringError as err:
-            result.error = ("lowering failure", str(err))
-            return None
+            func, outcome = None, f"lowering failure: {err}"
         except Exception as err:  # noqa: BLE001 - the build of the scheduled function failed
-            result.error = ("lowering failure", f"llvm build failed: {type(err).__name__}: "
-                                                f"{str(err).strip().splitlines()[-1][:200]}")
-            return None
-        result.lowering, result.lowering_note = name, note
+            func, outcome = None, (f"lowering failure: llvm build failed: {type(err).__name__}: "
+                                   f"{str(err).strip().splitlines()[-1][:200]}")
+        for o in ops:
+            self.lowered[o.index] = outcome
+        if func is None:
+            warnings.warn(f"CoSAPass: {len(ops)} layer(s) {op.shape_text()} ({op.kind}) keep "
+                          f"TVM's default schedule: {outcome}", FallbackWarning, stacklevel=2)
         return func
+
+    def index_of(self, info: OpInfo, position: int) -> OpInfo:
+        """`info` with the index extraction gave the call at `position` (same module order)."""
+        if position < len(self.ops) and self.ops[position].problem is not None and \
+                self.ops[position].problem.key() == info.problem.key():
+            info.index = position
+        else:  # order differs: any operator of the same shape stands for it
+            info.index = self.results[info.problem.key()].records[0].index
+        return info
 
     def _build_check(self, func):
         """Compile the scheduled PrimFunc alone for llvm, so a bad schedule falls back per layer
@@ -379,12 +406,14 @@ class _Compilation:
                 rec.utilization = ev.get("utilization")
                 rec.energy_estimated = ev.get("energy_estimated")
                 rec.check_backend = ev.get("backend", "")
+                lowered = self.lowered.get(rec.index)
                 if result.error is not None:
                     kind, message = result.error
                     rec.status, rec.reason = FALLBACK, f"{kind}: {message}"
-                    rec.lowering = ""
-                elif self.o.lower:
-                    rec.lowering, rec.reason = result.lowering, result.lowering_note
+                elif isinstance(lowered, str):
+                    rec.status, rec.reason = FALLBACK, lowered
+                elif lowered is not None:
+                    rec.lowering, rec.reason = lowered
             if result.error is not None:
                 first = result.records[0]
                 warnings.warn(f"CoSAPass: {len(result.records)} layer(s) {first.shape} "
@@ -405,16 +434,17 @@ class _ScheduledLegalizer(relax.PyExprMutator):
         self.compilation = compilation
         self.legalizers = {name: tvm.ir.Op.get(name).get_attr("FLegalize")
                            for name in (CONV2D, MATMUL)}
-        self.pending: dict = {}  # GlobalVar name -> OpInfo
+        self.pending: dict = {}  # GlobalVar name -> [OpInfo of the calls using it]
+        self.position = 0  # multiply-accumulate calls seen so far, in extraction order
 
     def run(self):
         for gvar, func in list(self.mod_.functions.items()):
             if isinstance(func, relax.Function):
                 self.builder_.update_func(gvar, self.visit_expr(func))
         mod = self.builder_.get()
-        for name, op in self.pending.items():
+        for name, ops in self.pending.items():
             gvar = mod.get_global_var(name)
-            scheduled = self.compilation.lower_call(mod[gvar], op)
+            scheduled = self.compilation.lower_call(mod[gvar], ops)
             if scheduled is not None:
                 mod[gvar] = scheduled
         return mod
@@ -422,8 +452,12 @@ class _ScheduledLegalizer(relax.PyExprMutator):
     def visit_call_(self, call):
         info = op_info(call)
         new_call = super().visit_call_(call)
+        if info is None:
+            return new_call
+        self.position += 1
         if not self.compilation.wants(info):
             return new_call
+        info = self.compilation.index_of(info, self.position - 1)
         new_call = self.builder_.normalize(new_call)
         out_shape = None
         if info.kind == "matmul":
@@ -433,7 +467,7 @@ class _ScheduledLegalizer(relax.PyExprMutator):
                 "relax.call_tir"):
             return new_call if out_shape is None else relax.op.reshape(
                 self.builder_.emit(new_call), out_shape)
-        self.pending.setdefault(legalized.args[0].name_hint, info)
+        self.pending.setdefault(legalized.args[0].name_hint, []).append(info)
         if out_shape is None:
             return legalized
         return relax.op.reshape(self.builder_.emit(legalized), out_shape)

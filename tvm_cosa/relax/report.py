@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from ..errors import CoSAError
+
 SCHEDULED, FALLBACK, UNSUPPORTED = "scheduled", "fallback", "unsupported"
 
 
@@ -163,8 +165,11 @@ class Report:
         """Cycles per layer (bars; fallback layers hatched) against the lower bound (markers).
 
         Returns the matplotlib Figure; saves it when `path` is given."""
-        import matplotlib
-
+        try:
+            import matplotlib
+        except ImportError:
+            raise CoSAError("plotting the report needs matplotlib: pip install "
+                            "'tvm_cosa[plot]'") from None
         if path is not None:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt

@@ -1,0 +1,1 @@
+"""Accelerator targets that CoSA's schedules are lowered onto (`gemmini`)."""

@@ -1,0 +1,19 @@
+"""A Gemmini-style target: a DIM x DIM weight-stationary systolic array driven by its own ISA.
+
+- config: `GemminiConfig` (DIM, scratchpad / accumulator sizes, dataflow, element type) ->
+  the CoSA `Architecture` (the preset `gemmini` for the defaults) and `gemmini_params.h`;
+- plan, lowering: `lower(prim_func, op, mapping, arch)`, the CoSAPass hook that turns a scheduled
+  conv2d / matmul into TIR calling the ISA (mvin, preload, compute, mvout, config, fence, flush);
+- runtime/: gemmini.h (the ISA and host API) and gemmini_func.c (its functional model);
+  functional: building it with gcc and driving it through ctypes;
+- codegen: building a lowered Relax module with TVM's c target against the functional model,
+  and `emit_c` (the C sources and a Makefile);
+- prepare: Relax rewrites that put more of a model on the array (int8 casts, channel padding,
+  NHWC / HWIO); baseline: Gemmini's own tiling heuristics as Mappings.
+
+Importing this package does not import TVM.
+"""
+
+from .config import GemminiConfig, config_for
+
+__all__ = ["GemminiConfig", "config_for"]

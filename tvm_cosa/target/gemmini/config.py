@@ -8,9 +8,7 @@ is the `gemmini_params.h` the functional model is built with, as Gemmini's gener
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
-from typing import Optional
 
 from ...architecture import Architecture
 from ...architecture_yaml import load_architecture
@@ -236,10 +234,3 @@ def config_for(arch) -> GemminiConfig:
         return GemminiConfig()
     raise InputError(f"expected a GemminiConfig or a Gemmini Architecture, got {arch!r}")
 
-
-def is_gemmini(arch: Optional[Architecture]) -> bool:
-    return arch is not None and arch.name.startswith("gemmini")
-
-
-def rows_for(words: int, dim: int) -> int:
-    return math.ceil(words / dim)

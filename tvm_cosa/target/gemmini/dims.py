@@ -9,8 +9,6 @@ N / P / Q the pixels; a matmul's K, N and M the same; G / B (groups, batch) inde
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 from ...problem import INPUTS, Problem
 
 
@@ -61,14 +59,6 @@ def gemmini_dims(problem: Problem) -> GemminiDims:
         pixels=tuple(d for d in problem.dims if d in problem.dims_with_role("pixel")
                      and d in in_dims),
         shared=shared, windows=tuple(windows))
-
-
-def window_of(dims: GemminiDims, pixel: str) -> Optional[tuple]:
-    """(pixel, window, stride, dilation) of the input axis a pixel dimension slides along."""
-    for w in dims.windows:
-        if w[0] == pixel:
-            return w
-    return None
 
 
 def divisors(n: int) -> list[int]:

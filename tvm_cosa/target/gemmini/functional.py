@@ -3,8 +3,8 @@
 `build_library(config)` compiles the model for one GemminiConfig with gcc into a shared library,
 cached under a directory keyed by the hash of the sources and the parameters (so concurrent test
 workers and repeated runs compile it once). `FunctionalModel` opens it with ctypes: counters,
-status and error message, and each ISA command for direct tests. A model compiled by TVM contains its
-own copy of the model (`link_options`); `FunctionalModel(config, library=model.so)` reads that one.
+status and error message, and each ISA command for direct tests. A model compiled by TVM contains
+its own copy of the model (`link_options`); `FunctionalModel(config, library=model.so)` reads it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class GemminiError(CoSAError):
 
 
 def cache_root() -> Path:
-    """`$TVM_COSA_CACHE_DIR/gemmini`, or a per-user folder in the temp directory."""
-    root = os.environ.get("TVM_COSA_CACHE_DIR")
+    """`$TVM_COSA_CACHE/gemmini` (the schedule cache's variable), or a per-user folder in the
+    temp directory."""
+    root = os.environ.get("TVM_COSA_CACHE")
     base = Path(root) if root else Path(tempfile.gettempdir()) / f"tvm_cosa-{os.getuid()}"
     return base / "gemmini"
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Optional
-
 from ...problem import INPUTS, OUTPUTS, WEIGHTS
 from .config import DTYPES, GemminiConfig, config_for
 from .dims import NotAGemminiLayer
@@ -337,8 +335,8 @@ class _Emitter:
         return total
 
     def axis_coord(self, tensor, axis, dim_values):
-        return sum((coef * dim_values[d] for d, coef in self.plan.problem.tensor(tensor).axes[axis]),
-                   0)
+        terms = self.plan.problem.tensor(tensor).axes[axis]
+        return sum((coef * dim_values[d] for d, coef in terms), 0)
 
     def dram_ptr(self, tensor, coords, mask):
         view = self.views[tensor]
@@ -353,7 +351,7 @@ class _Emitter:
         return self.simplify(self.tirx.min(self.const(width), self.plan.sizes[d] - start))
 
     # -- tile moves --
-    def tile_moves(self, tensor, make_call, with_guard=True):
+    def tile_moves(self, tensor, make_call):
         """One command per (chunk, row axes, DIM rows of the streaming axis) of a tile."""
         tirx, plan = self.tirx, self.plan
         lay = plan.tiles[tensor]
@@ -375,12 +373,12 @@ class _Emitter:
         cols = self.clip(lay.col_dim, lay.width, origin[lay.col_dim] + chunk * lay.width)
         rows = self.simplify(tirx.min(self.const(self.dim), s_ext - jb * self.dim))
         stream_terms = dict(t.axes[stream])
-        if len(stream_terms) == 1:
-            (sd,) = stream_terms
-            rows = self.simplify(tirx.min(rows, self.clip(sd, self.dim, origin[sd] + jb * self.dim))) \
-                if sd in plan.padded else rows
+        if len(stream_terms) == 1 and next(iter(stream_terms)) in plan.padded:
+            (sd,) = stream_terms  # weights rows run along the (padded) reduction
+            real = self.clip(sd, self.dim, origin[sd] + jb * self.dim)
+            rows = self.simplify(tirx.min(rows, real))
         stmt = make_call(self.dram_ptr, coords, self.simplify(row), cols, rows)
-        if with_guard and plan.padded:
+        if plan.padded:
             stmt = tirx.IfThenElse(tirx.all(cols > 0, rows > 0), stmt, None)
         stmt = self.loop(jb, math.ceil(s_ext / self.dim), stmt)
         for a in reversed(lay.axes[:-1]):
@@ -400,7 +398,7 @@ class _Emitter:
         return self.tile_moves(OUTPUTS, make)
 
     # -- compute --
-    def tile_row(self, tensor, point):
+    def tile_row(self, tensor):
         """Row of the tile of `tensor` holding the command's first element."""
         lay = self.plan.tiles[tensor]
         rel = {d: self.index(d, lay.fill) for d in self.plan.problem.dims}
@@ -414,7 +412,7 @@ class _Emitter:
         tirx, plan = self.tirx, self.plan
         dims = plan.dims
         point = {d: self.index(d) for d in plan.problem.dims}
-        a_row, b_row, c_row = (self.tile_row(t, point) for t in (INPUTS, WEIGHTS, OUTPUTS))
+        a_row, b_row, c_row = (self.tile_row(t) for t in (INPUTS, WEIGHTS, OUTPUTS))
         k_cols = self.clip(dims.output_channel, plan.fy, point[dims.output_channel])
         c_cols = self.clip(dims.reduction, plan.fx, point[dims.reduction])
         n_blocks = math.ceil(plan.stream_extent() / self.dim)

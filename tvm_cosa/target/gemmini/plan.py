@@ -26,7 +26,7 @@ from .dims import GemminiDims, gemmini_dims
 
 
 class UnsupportedMapping(NotImplementedError):
-    """This mapping or layer cannot run on the Gemmini array (the pass keeps its generic lowering)."""
+    """This mapping or layer cannot run on the Gemmini array (the pass lowers it generically)."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ static struct {
   int preload_bd_rows, preload_bd_cols, preload_c_rows, preload_c_cols;
   int preloaded;      /* a preload waits for its compute */
   int pending_mvout;  /* results moved out since the last fence */
+  uintptr_t pending_lo, pending_hi;  /* DRAM bytes they wrote (bounding range) */
   int status;
   char message[512];
   int current_op;     /* 1 + index into op_ids; 0: no operator */
@@ -113,6 +114,7 @@ int32_t gemmini_fence(void) {
   if (st.status) return st.status;
   count(GEMMINI_FENCE, 1);
   st.pending_mvout = 0;
+  st.pending_lo = st.pending_hi = 0;
   return 0;
 }
 
@@ -164,6 +166,14 @@ static int32_t mvin(int id, void* dram, int32_t sp_addr, int32_t cols, int32_t r
     return fail(cmd, "no row stride configured (call gemmini_extended_config_ld(stride, %d))", id);
   uint32_t row = addr & GEMMINI_ROW_MASK;
   const char* base = (const char*)dram;
+  if (base != NULL && st.pending_mvout) {
+    /* the DMA does not order a mvin after a mvout of the same memory: a fence must */
+    size_t size = (addr & GEMMINI_ACC_BIT) ? sizeof(acc_t) : sizeof(elem_t);
+    uintptr_t lo = (uintptr_t)base, hi = lo + (size_t)(rows - 1) * st.load_stride[id] + cols * size;
+    if (lo < st.pending_hi && st.pending_lo < hi)
+      return fail(cmd, "reads DRAM that a mvout wrote since the last fence; call gemmini_fence() "
+                       "first");
+  }
   if (addr & GEMMINI_ACC_BIT) {
     int accumulate = (addr & GEMMINI_ACCUMULATE_BIT) != 0;
     for (int i = 0; i < rows; i++)
@@ -213,6 +223,9 @@ int32_t gemmini_extended_mvout(void* dram, int32_t sp_addr, int32_t cols, int32_
       memcpy(base + (size_t)i * st.store_stride, spad[row + i], cols * sizeof(elem_t));
     elem_size = sizeof(elem_t);
   }
+  uintptr_t lo = (uintptr_t)base, hi = lo + (size_t)(rows - 1) * st.store_stride + cols * elem_size;
+  if (!st.pending_mvout || lo < st.pending_lo) st.pending_lo = lo;
+  if (!st.pending_mvout || hi > st.pending_hi) st.pending_hi = hi;
   st.pending_mvout = 1;
   count(GEMMINI_MVOUT, 1);
   count(GEMMINI_BYTES_OUT, (int64_t)rows * cols * elem_size);

@@ -71,6 +71,9 @@ def model_file(tmp_path_factory):
      "no input named pixels"),
     (["compile", "{model}", "--arch", "simba", "--jobs", "0"], "--jobs"),
     (["compile", "{model}"], "--arch"),
+    (["compile", "{model}", "--arch", "simba", "--dtype", "int8"], "not a Gemmini architecture"),
+    (["compile", "{model}", "--arch", "gemmini", "--layout", "NCHW"], "NHWC"),
+    (["compile", "{model}", "--arch", "gemmini", "--dtype", "int4"], "--dtype"),
 ])
 def test_cli_bad_inputs(args, message, model_file):
     result = CliRunner().invoke(main, [a.format(model=model_file) for a in args])

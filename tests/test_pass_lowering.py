@@ -246,3 +246,29 @@ def test_uneven_mapping_moves_the_stage_inside_the_levels_loops():
 
     assert "GlobalBuffer" not in inputs_stage_depth(even)
     assert inputs_stage_depth(uneven).count("GlobalBuffer") == 3  # inside M, K and N
+
+
+def test_scheduled_functions_keep_their_own_global_symbol():
+    """A grouped convolution is rebuilt with te.create_prim_func, which names it "main": the
+    scheduled function must come back with the original's symbol (none for a legalized one), or
+    a module with two of them fails to build ("duplicate global symbol: main")."""
+    arch = ARCHS["simba"]
+    for groups in (1, 4):
+        mod = conv_module(n=1, c=8, k=8, h=6, w=6, kernel=3, stride=1, pad=1, dilation=1,
+                          groups=groups, layout="NCHW", dtype="float32")
+        op, func = legalized_primfunc(mod)
+        mapping = outermost_mapping(op.problem, arch)
+        assert "global_symbol" not in lower_generic(func, op, mapping, arch).attrs
+        named = func.with_attr("global_symbol", "my_conv")
+        assert lower_generic(named, op, mapping, arch).attrs["global_symbol"] == "my_conv"
+
+
+def test_a_module_with_several_scheduled_grouped_convolutions_builds_for_c(tmp_path):
+    from tvm_cosa.models import tiny_cnn
+    from tvm_cosa.relax import CoSAPass
+    from tvm_cosa.relax.frontend import import_onnx
+
+    cosa = CoSAPass("simba", cache=tmp_path, jobs=1)
+    out = cosa(import_onnx(tiny_cnn()))  # two grouped convolutions (groups 4 and 16)
+    assert [r.lowering for r in cosa.report.records] == ["generic"] * 6
+    assert tvm.compile(out, target="c") is not None

@@ -87,11 +87,19 @@ def test_cli_compile_prints_the_report_and_verifies(tmp_path):
         "--report", str(out / "r.json"), "--csv", str(out / "r.csv"),
         "--plot", str(out / "r.png"), "--verify"])
     assert result.exit_code == 0, result.output
-    assert "6 operators on gemmini: 6 scheduled" in result.output
+    # a float32 model: the preset's geometry with float32 operands, prepared and on the array
+    assert "6 operators on gemmini-float32: 6 scheduled" in result.output
+    assert "built with the c target and gcc against the functional model" in result.output
+    total = [line for line in result.output.splitlines() if line.startswith("total")][0]
+    assert total.split()[1] == "5"  # five layers ran on the array; the depthwise one on the CPU
     assert "verify against onnxruntime: max relative error" in result.output
     assert result.output.rstrip().endswith("OK")
     data = json.loads((out / "r.json").read_text())
     assert [r["status"] for r in data["layers"]] == ["scheduled"] * 6
+    assert [r["lowering"] for r in data["layers"]] == ["gemmini"] * 3 + ["generic"] + [
+        "gemmini"] * 2
+    assert {(r["arch"], r["arch_dtype"]) for r in data["layers"]} == {("gemmini-float32",
+                                                                       "float32")}
     assert (out / "r.png").stat().st_size > 0 and (out / "r.csv").stat().st_size > 0
     again = CliRunner().invoke(main, ["compile", str(model), "--arch", "gemmini", "--cache",
                                       str(tmp_path / "cache"), "--no-build"])
@@ -109,6 +117,11 @@ def test_cli_emit_c_writes_sources_for_gemmini_only(tmp_path):
     written = {p.name for p in (tmp_path / "c").iterdir()}
     assert {"Makefile", "gemmini_func.c", "gemmini.h"} <= written
     assert any(name.endswith(".c") and name != "gemmini_func.c" for name in written)
+    # the float32 model is compiled for, and its C linked against, the float32 configuration
+    assert "typedef float elem_t;" in (tmp_path / "c" / "gemmini_params.h").read_text()
+    assert "gemmini-float32" in result.output
+    sources = [p.read_text() for p in (tmp_path / "c").glob("lib*.c")]
+    assert any("gemmini_extended_preload(" in text for text in sources)
     refused = CliRunner().invoke(main, ["compile", str(model), "--arch", "simba", "--emit-c",
                                         str(tmp_path / "c2")])
     assert refused.exit_code != 0 and "not a Gemmini architecture" in refused.output

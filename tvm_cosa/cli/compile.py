@@ -1,15 +1,18 @@
 """`tvm-cosa compile`: compile an ONNX model with CoSAPass and print the per-layer report.
 
     tvm-cosa compile MODEL.onnx --arch gemmini [--report FILE.json] [--csv FILE.csv]
-        [--plot FILE.png] [--verify] [--layout NHWC] [--input-shape NAME=1,3,224,224]
-        [--emit-c DIR]
+        [--plot FILE.png] [--verify] [--layout NHWC] [--dtype auto|int8|float32]
+        [--input-shape NAME=1,3,224,224] [--emit-c DIR]
 
 The model is imported into TVM (Relax), every conv2d and matmul is scheduled with CoSA for the
-architecture and lowered to TIR, and the module is built for llvm. With --verify the built module
-runs on seeded random inputs and its outputs are compared with onnxruntime's. --emit-c writes the
-C code of a Gemmini compile (TVM's c target) with the functional model and a Makefile. A layer
-that cannot be scheduled keeps TVM's default schedule and is marked in the report; the compile
-goes on.
+architecture and lowered to TIR, and the module is built for llvm. For a Gemmini architecture the
+steps are those of `tvm-cosa verify` (target.gemmini.flow): the graph is prepared (NHWC, channels
+padded to the array width, int8 casts folded), scheduled for the configuration whose element type
+matches the model (--dtype), lowered onto the ISA and built with the c target against the
+functional model. With --verify the built module runs on seeded random inputs and its outputs are
+compared with onnxruntime's. --emit-c writes the C code of a Gemmini compile with the functional
+model and a Makefile. A layer that cannot be scheduled keeps TVM's default schedule and is marked
+in the report; the compile goes on.
 """
 
 from __future__ import annotations
@@ -58,8 +61,13 @@ def _parse_shapes(values) -> dict:
               help="Worker processes solving layers in parallel.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Per-layer solver time limit.")
-@click.option("--layout", type=click.Choice(("NCHW", "NHWC")), default="NCHW",
-              show_default=True, help="Convert convolutions to this layout before scheduling.")
+@click.option("--layout", type=click.Choice(("NCHW", "NHWC")), default=None,
+              help="Convert convolutions to this layout before scheduling [default: as "
+                   "imported; NHWC for Gemmini, whose preparation converts them].")
+@click.option("--dtype", type=click.Choice(("auto", "int8", "float32")), default="auto",
+              show_default=True,
+              help="Gemmini: element type of the configuration (auto: int8 if the model has int8 "
+                   "convolutions or matmuls, else float32).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=D1,D2,...",
               help="Static shape of a model input (dynamic dimensions default to 1).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
@@ -69,7 +77,8 @@ def _parse_shapes(values) -> dict:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE.png", help="Plot cycles per layer against the lower bound.")
 @click.option("--build/--no-build", default=True, show_default=True,
-              help="Build the scheduled module for llvm.")
+              help="Build the scheduled module (llvm; Gemmini: the c target with gcc, against "
+                   "the functional model).")
 @click.option("--verify", is_flag=True,
               help="Run the built module and compare its outputs with onnxruntime's.")
 @click.option("--tolerance", type=float, default=1e-4, show_default=True,
@@ -80,41 +89,70 @@ def _parse_shapes(values) -> dict:
               metavar="DIR", help="Gemmini: write the model's C sources, the functional model "
                                   "and a Makefile to DIR (TVM's c target).")
 def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, jobs, time_limit,
-             layout, input_shapes, report_path, csv_path, plot_path, build, verify, tolerance,
-             export_path, emit_dir):
+             layout, dtype, input_shapes, report_path, csv_path, plot_path, build, verify,
+             tolerance, export_path, emit_dir):
     """Compile MODEL (ONNX) with CoSAPass for an accelerator and print the per-layer report."""
     from ..architecture_yaml import load_architecture
     from ..relax import frontend
 
+    options = dict(solver=solver, check=None if check == "none" else check,
+                   cache=False if no_cache else cache_dir, jobs=jobs, time_limit=time_limit,
+                   progress=sys.stderr.isatty())
     try:
         arch = load_architecture(arch_spec, mapspace=mapspace)
-        if emit_dir and not arch.name.lower().startswith("gemmini"):
-            raise InputError(f"--emit-c writes C for the Gemmini target; {arch.name} is not a "
-                             "Gemmini architecture", field="--emit-c")
+        gemmini = _is_gemmini(arch)
+        _check_target_options(arch, gemmini, layout, dtype, emit_dir)
         onnx_model = frontend.load_onnx(model)
         shapes = _parse_shapes(input_shapes)
         started = time.perf_counter()
         mod = frontend.import_onnx(onnx_model, shapes)
-        mod, report = frontend.compile_model(
-            mod, arch, layout=None if layout == "NCHW" else layout, solver=solver,
-            check=None if check == "none" else check, cache=False if no_cache else cache_dir,
-            jobs=jobs, time_limit=time_limit, progress=sys.stderr.isatty())
+        if gemmini:
+            from ..target.gemmini import flow
+
+            compiled = flow.compile_module(mod, arch, dtype=dtype, **options)
+            mod, report, config = compiled.mod, compiled.report, compiled.config
+        else:
+            mod, report = frontend.compile_model(mod, arch, layout=layout, **options)
     except CoSAError as err:
         raise click.ClickException(str(err)) from None
     click.echo(report.table())
     _save(report, report_path, csv_path, plot_path)
     if emit_dir:
-        _emit_c(mod, arch, emit_dir)
+        _emit_c(mod, config, emit_dir)
     if not (build or verify or export_path):
         return
-    ex = frontend.build(mod, arch=arch)
-    click.echo(f"built for llvm in {time.perf_counter() - started:.1f} s (import, schedule, "
-               "lower, build)")
+    if gemmini:
+        runner = flow.load(mod, config, path=export_path)
+        click.echo(f"built with the c target and gcc against the functional model of "
+                   f"{config.name} in {time.perf_counter() - started:.1f} s (import, prepare, "
+                   "schedule, lower, build)")
+    else:
+        runner = frontend.build(mod, path=export_path)
+        click.echo(f"built for llvm in {time.perf_counter() - started:.1f} s (import, schedule, "
+                   "lower, build)")
     if export_path:
-        ex.export_library(export_path)
         click.echo(f"exported {export_path}")
     if verify:
-        _verify(onnx_model, ex, frontend, tolerance)
+        _verify(onnx_model, runner, shapes, tolerance, report if gemmini else None)
+
+
+def _is_gemmini(arch) -> bool:
+    from ..relax.pass_ import target_lowering
+
+    return target_lowering(arch) is not None
+
+
+def _check_target_options(arch, gemmini, layout, dtype, emit_dir):
+    if emit_dir and not gemmini:
+        raise InputError(f"--emit-c writes C for the Gemmini target; {arch.name} is not a "
+                         "Gemmini architecture", field="--emit-c")
+    if dtype != "auto" and not gemmini:
+        raise InputError(f"--dtype chooses the Gemmini configuration's element type; {arch.name} "
+                         "is not a Gemmini architecture", field="--dtype")
+    if layout == "NCHW" and gemmini:
+        raise InputError("Gemmini's preparation puts convolutions in NHWC / HWIO (the layouts "
+                         "its scratchpad rows take); leave --layout out or use NHWC",
+                         field="--layout")
 
 
 def _save(report, report_path, csv_path, plot_path):
@@ -130,26 +168,33 @@ def _save(report, report_path, csv_path, plot_path):
         raise click.ClickException(f"could not write the report: {err}") from None
 
 
-def _emit_c(mod, arch, emit_dir):
+def _emit_c(mod, config, emit_dir):
     from ..target.gemmini.codegen import emit_c
-    from ..target.gemmini.config import config_for
 
     try:
-        written = emit_c(mod, emit_dir, config_for(arch))
+        written = emit_c(mod, emit_dir, config)
     except (OSError, CoSAError) as err:
         raise click.ClickException(f"could not write the C sources: {err}") from None
     click.echo(f"C sources: {', '.join(p.name for p in written['sources'])} and Makefile in "
-               f"{written['dir']} (make -C {written['dir']})")
+               f"{written['dir']} for {config.name} (make -C {written['dir']})")
 
 
-def _verify(onnx_model, ex, frontend, tolerance):
-    from ..models import input_feed
+def _verify(onnx_model, runner, shapes, tolerance, gemmini_report=None):
+    """Run on seeded inputs and compare with onnxruntime (Gemmini: on the functional model,
+    with its command counts)."""
+    from ..relax import frontend
 
-    feed = input_feed(onnx_model)
+    feed = frontend.seeded_feed(onnx_model, 0, shapes)
     try:
-        err = frontend.max_rel_error(frontend.run_tvm(ex, feed),
-                                     frontend.run_onnxruntime(onnx_model, feed))
-    except (InputError, ValueError) as exc:
+        if gemmini_report is not None:
+            from ..target.gemmini import flow
+
+            got = runner(feed)
+            click.echo(flow.counts_table(runner.model, gemmini_report))
+        else:
+            got = frontend.run_tvm(runner, feed)
+        err = frontend.max_rel_error(got, frontend.run_onnxruntime(onnx_model, feed))
+    except (CoSAError, ValueError) as exc:
         raise click.ClickException(f"verification could not run: {exc}") from None
     verdict = "OK" if err <= tolerance else "MISMATCH"
     click.echo(f"verify against onnxruntime: max relative error {err:.2e} "

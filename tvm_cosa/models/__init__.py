@@ -9,6 +9,7 @@
 
 from .bert import bert_encoder, int8_mlp
 from .cnn import mobilenet_v2, resnet18, resnet50, tiny_cnn
+from .int8 import bert_encoder_int8, mobilenet_v2_int8, resnet18_int8, resnet50_int8
 
 MODELS = {
     "resnet18": resnet18,
@@ -40,5 +41,6 @@ def input_feed(model, seed: int = 0) -> dict:
     return feed
 
 
-__all__ = ["MODELS", "bert_encoder", "input_feed", "int8_mlp", "mobilenet_v2", "resnet18",
-           "resnet50", "tiny_cnn"]
+__all__ = ["MODELS", "bert_encoder", "bert_encoder_int8", "input_feed", "int8_mlp", "mobilenet_v2",
+           "mobilenet_v2_int8", "resnet18", "resnet18_int8", "resnet50", "resnet50_int8",
+           "tiny_cnn"]

@@ -1,9 +1,12 @@
 """From an ONNX model to a scheduled, built module: the steps the CLI, examples and tests share.
 
     mod = import_onnx("model.onnx")                      # Relax IRModule, weights as constants
-    mod, report = compile_model(mod, "gemmini")          # CoSAPass in a Sequential
+    mod, report = compile_model(mod, "simba")            # CoSAPass in a Sequential
     ex = build(mod)                                      # tvm.compile for llvm
     err = max_rel_error(run_tvm(ex, feed), run_onnxruntime(model, feed))
+
+For Gemmini, `tvm_cosa.target.gemmini.flow` adds the graph preparation, the configuration matched
+to the model's element type and the run on the functional model.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def input_shapes(model, overrides=None) -> dict:
 
 
 def import_onnx(model, shapes=None):
-    """The Relax module of an ONNX model (path or ModelProto), with static input shapes."""
-    from tvm.relax.frontend.onnx import from_onnx
+    """The Relax module of an ONNX model (path or ModelProto), with static input shapes.
+    TVM's importer is extended with the ONNX integer operators (onnx_int8)."""
+    from .onnx_int8 import from_onnx
 
     model = load_onnx(model)
     try:
@@ -86,15 +90,23 @@ def compile_model(mod, arch, *, layout=None, **options):
     return mod, cosa.report
 
 
-def build(mod, target="llvm", arch=None):
-    """tvm.compile for `target`. Operators lowered onto Gemmini call its ISA; on the CPU those
-    calls run on the Gemmini functional model, which is loaded first (`arch`: the Gemmini
-    architecture the module was compiled for; default the preset)."""
+def build(mod, target="llvm", arch=None, path=None):
+    """The module built for `target` (tvm.compile). A module with operators lowered onto Gemmini
+    (they call its ISA) is built into a shared library linked with its own copy of the
+    functional model of `arch` (the Gemmini architecture or GemminiConfig it was compiled for;
+    default the preset) and returned loaded, as a relax.VirtualMachine. `path`: also save the
+    library there."""
     import tvm
 
     if uses_gemmini(mod):
-        load_gemmini_model(arch)
-    return tvm.compile(mod, target=target)
+        from ..target.gemmini import flow
+
+        config = flow.base_config(arch if arch is not None else "gemmini")
+        return flow.load(mod, config, target=target, path=path).vm
+    ex = tvm.compile(mod, target=target)
+    if path is not None:
+        ex.export_library(str(path))
+    return ex
 
 
 def uses_gemmini(mod) -> bool:
@@ -104,28 +116,33 @@ def uses_gemmini(mod) -> bool:
                and "gemmini.op_id" in f.attrs for f in mod.functions.values())
 
 
-def load_gemmini_model(arch=None):
-    """Load the Gemmini functional model library into the process's global symbol namespace,
-    where code built for llvm finds the ISA functions it calls."""
-    import ctypes
-
-    from ..target.gemmini.config import config_for
-    from ..target.gemmini.functional import build_library
-
-    library = build_library(config_for(arch if arch is not None else "gemmini"))
-    return ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-
-
 def run_tvm(ex, feed: dict) -> list:
-    """Outputs of the built module on `feed` (inputs in the model's order)."""
+    """Outputs of a built module (an executable or a relax.VirtualMachine) on `feed` (inputs in
+    the model's order)."""
     import tvm
     from tvm import relax
 
-    vm = relax.VirtualMachine(ex, tvm.cpu())
+    vm = ex if isinstance(ex, relax.VirtualMachine) else relax.VirtualMachine(ex, tvm.cpu())
     out = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in feed.values()])
     if hasattr(out, "numpy"):
         return [out.numpy()]
     return [o.numpy() for o in out]
+
+
+def seeded_feed(model, seed: int = 0, shapes=None) -> dict:
+    """Seeded random inputs for `model` with the shapes it is compiled for (`input_shapes`:
+    dynamic dimensions 1 unless `shapes` gives them)."""
+    from ..models import input_feed
+
+    feed = input_feed(model, seed=seed)
+    rng = np.random.default_rng(seed)
+    for name, shape in input_shapes(model, shapes).items():
+        x = feed[name]
+        if tuple(x.shape) != tuple(shape):
+            feed[name] = (rng.integers(-8, 8, shape).astype(x.dtype)
+                          if np.issubdtype(x.dtype, np.integer)
+                          else rng.standard_normal(shape).astype(x.dtype))
+    return feed
 
 
 def run_onnxruntime(model, feed: dict) -> list:

@@ -55,6 +55,7 @@ def lower_generic(prim_func, op, mapping, arch):
     from tvm import s_tir
 
     _check_factors(op, mapping, arch)
+    original = prim_func
     try:
         if op.kind == "conv2d" and op.groups != 1:
             prim_func = grouped_conv_primfunc(prim_func, op)
@@ -68,7 +69,19 @@ def lower_generic(prim_func, op, mapping, arch):
         raise
     except Exception as err:  # a TVM ScheduleError or TVMError: report it, keep the default
         raise LoweringError(f"{type(err).__name__}: {_first_line(err)}") from err
-    return mark_scheduled(func)
+    return mark_scheduled(with_symbol_of(func, original))
+
+
+def with_symbol_of(func, original):
+    """`func` with `original`'s global symbol, or none when it had none (legalized PrimFuncs are
+    private). A function rebuilt by `te.create_prim_func` or wrapped by a schedule may come back
+    named "main"; several of those in one module fail the build ("duplicate global symbol")."""
+    symbol = original.attrs.get("global_symbol") if original.attrs is not None else None
+    if symbol is not None:
+        return func.with_attr("global_symbol", symbol)
+    if func.attrs is not None and "global_symbol" in func.attrs:
+        return func.without_attr("global_symbol")
+    return func
 
 
 def _check_factors(op, mapping, arch):
@@ -252,8 +265,8 @@ def grouped_conv_primfunc(prim_func, op):
         return grouped(*[pos[a] for a in gk_layout])
 
     out = te.compute(out_buf.shape, copy_at, name=out_buf.name)
-    # create_prim_func names the function "main"; the legalized one is private (no symbol)
-    func = te.create_prim_func([data, weight, out]).without_attr("global_symbol")
+    # create_prim_func names the function "main": lower_generic gives back the original's symbol
+    func = te.create_prim_func([data, weight, out])
     for key, value in (prim_func.attrs or {}).items():
         func = func.with_attr(key, value)
     return func

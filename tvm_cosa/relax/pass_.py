@@ -53,9 +53,12 @@ class FallbackWarning(UserWarning):
 
 # ---- arguments ------------------------------------------------------------------------------
 def resolve_arch(arch) -> Architecture:
-    """An Architecture, a preset name ("gemmini", "simba") or a path to an architecture YAML."""
+    """An Architecture, a preset name ("gemmini", "simba"), a path to an architecture YAML, or a
+    target configuration with an `architecture()` method (e.g. a GemminiConfig)."""
     if isinstance(arch, Architecture):
         return arch
+    if callable(getattr(arch, "architecture", None)):
+        return resolve_arch(arch.architecture())
     if isinstance(arch, (str, os.PathLike)):
         from ..architecture_yaml import load_architecture
 
@@ -104,7 +107,43 @@ def solver_version(solver: str) -> str:
     return f"{solver}:{getattr(solvers, 'SOLVER_VERSION', 'unknown')}"
 
 
-# ---- target lowering hook -------------------------------------------------------------------
+# ---- target hooks ---------------------------------------------------------------------------
+MATCHED_PRESETS = ("gemmini",)  # preset names whose element type follows the module
+
+
+def matched_architecture(spec, arch: Architecture, ops) -> tuple:
+    """(the Architecture to schedule for, a note saying how it was chosen).
+
+    Given the preset name "gemmini", the Gemmini configuration whose element type matches the
+    module's conv2d / matmul operands (the preset is int8; a float32 model gets
+    GemminiConfig(dtype="float32"), whose capacities are in float32 words). Anything else, an
+    Architecture object in particular, is used as it is."""
+    if not (isinstance(spec, str) and spec in MATCHED_PRESETS):
+        return arch, ""
+    from ..target.gemmini.config import GemminiConfig, matching_dtype
+
+    base = GemminiConfig()
+    operand_dtypes = sorted({op.dtype for op in ops if op.supported})
+    dtype = matching_dtype(operand_dtypes, default=base.dtype)
+    if dtype == base.dtype:
+        return arch, f"preset {spec} ({dtype})" if operand_dtypes else ""
+    return (GemminiConfig(dtype=dtype).architecture(),
+            f"preset {spec} matched to the module's {dtype} operands: "
+            f"GemminiConfig(dtype={dtype!r})")
+
+
+def architecture_dtype(arch: Architecture) -> str:
+    """The operand type a target architecture computes ("" when it does not say)."""
+    if target_lowering(arch) is None:
+        return ""
+    from ..target.gemmini.config import GemminiConfig
+
+    try:
+        return GemminiConfig.from_architecture(arch).dtype
+    except CoSAError:
+        return ""
+
+
 def target_lowering(arch):
     """The lowering function of `arch`'s target, or None to use `lower_generic`.
 
@@ -157,19 +196,26 @@ class _Result:
 class CoSAPass:
     """Schedule every conv2d and matmul of a Relax module for `arch` with CoSA.
 
-    arch: an Architecture, a preset name ("gemmini", "simba") or a path to an architecture YAML.
+    arch: an Architecture, a preset name ("gemmini", "simba"), a path to an architecture YAML, or
+    a GemminiConfig. The preset name "gemmini" follows the module's element type: float32
+    conv2d / matmul operands are scheduled and lowered for GemminiConfig(dtype="float32") (see
+    `matched_architecture`); an Architecture is used as it is (layers of another type then keep
+    the generic lowering, and the report says why).
     solver: "auto", "highs" or "gurobi". objective: a `tvm_cosa.scheduler.Objective` or None (the
     scheduler's default). check: "auto" (Timeloop when installed, else the built-in model),
     "timeloop", "builtin", or None to skip checking. cache: None (default directory,
     $TVM_COSA_CACHE or ~/.cache/tvm_cosa), a directory, or False. lower: apply the schedules to
     TIR (False: only extract, solve and report). jobs: worker processes for solving.
-    After the pass has run, `report` holds the per-layer `Report`.
+    After the pass has run, `report` holds the per-layer `Report` and `arch` the architecture
+    the module was scheduled for.
     """
 
     def __init__(self, arch, solver="auto", objective=None, check="auto", cache=None,
                  lower=True, jobs=2, time_limit=None, mip_gap=None, verify_build=True,
                  progress=None):
-        self.arch = resolve_arch(arch)
+        self.arch_spec = arch
+        self.requested_arch = resolve_arch(arch)
+        self.arch = self.requested_arch  # after a run: the architecture that run scheduled for
         _check_choice(solver, KNOWN_SOLVERS, "solver")
         if check is not None:
             _check_choice(check, CHECK_BACKENDS, "check")
@@ -195,9 +241,11 @@ class _Compilation:
 
     def __init__(self, options: CoSAPass):
         self.o = options
-        self.arch = options.arch
+        self.arch = options.requested_arch
+        self.arch_note = ""
         self.results: dict = {}  # problem key -> _Result
         self.lowered: dict = {}  # operator index -> (lowering name, note) or error message
+        self.kernels: dict = {}  # operator index -> name of the scheduled PrimFunc it calls
         self.timings: dict = {}
 
     # ---- driver ---------------------------------------------------------------------------
@@ -210,6 +258,9 @@ class _Compilation:
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
             self.solver_version = f"unavailable: {err}"
         ops = extract(mod)
+        self.arch, self.arch_note = matched_architecture(self.o.arch_spec, self.arch, ops)
+        self.o.arch = self.arch
+        self.arch_dtype = architecture_dtype(self.arch)
         other_ops = count_other_ops(mod)
         records = [self._record(op) for op in ops]
         self._group(ops, records)
@@ -226,7 +277,8 @@ class _Compilation:
         self._finish_records()
         self.timings["total_s"] = time.perf_counter() - start
         self.o.report = Report(
-            arch=self.arch.name, solver=self.o.solver, objective=objective_name(
+            arch=self.arch.name, arch_dtype=self.arch_dtype,
+            arch_note=self.arch_note, solver=self.o.solver, objective=objective_name(
                 self.o.objective), check=str(self.o.check), records=records,
             other_ops=other_ops,
             timings={k: round(v, 4) for k, v in self.timings.items()},
@@ -238,7 +290,8 @@ class _Compilation:
         rec = LayerRecord(index=op.index, op=op.kind, shape=op.shape_text(),
                           status=UNSUPPORTED if not op.supported else SCHEDULED,
                           reason=op.reason, name=op.name,
-                          layout=op.layout if op.kind == "conv2d" else "", dtype=op.dtype)
+                          layout=op.layout if op.kind == "conv2d" else "", dtype=op.dtype,
+                          arch=self.arch.name, arch_dtype=self.arch_dtype)
         if op.supported:
             rec.macs = op.problem.macs
             rec.problem = " ".join(f"{d}={n}" for d, n in op.problem.sizes)
@@ -339,7 +392,7 @@ class _Compilation:
         mutator = _ScheduledLegalizer(mod, self)
         return mutator.run()
 
-    def lower_call(self, gvar_func, ops):
+    def lower_call(self, gvar_func, ops, kernel=""):
         """The scheduled PrimFunc shared by the calls `ops`, or None (they keep the default);
         the outcome is recorded per operator for the report."""
         op = ops[0]
@@ -356,6 +409,8 @@ class _Compilation:
                                    f"{str(err).strip().splitlines()[-1][:200]}")
         for o in ops:
             self.lowered[o.index] = outcome
+            if func is not None:
+                self.kernels[o.index] = kernel
         if func is None:
             warnings.warn(f"CoSAPass: {len(ops)} layer(s) {op.shape_text()} ({op.kind}) keep "
                           f"TVM's default schedule: {outcome}", FallbackWarning, stacklevel=2)
@@ -407,6 +462,7 @@ class _Compilation:
                 rec.energy_estimated = ev.get("energy_estimated")
                 rec.check_backend = ev.get("backend", "")
                 lowered = self.lowered.get(rec.index)
+                rec.kernel = self.kernels.get(rec.index, "")
                 if result.error is not None:
                     kind, message = result.error
                     rec.status, rec.reason = FALLBACK, f"{kind}: {message}"
@@ -444,7 +500,7 @@ class _ScheduledLegalizer(relax.PyExprMutator):
         mod = self.builder_.get()
         for name, ops in self.pending.items():
             gvar = mod.get_global_var(name)
-            scheduled = self.compilation.lower_call(mod[gvar], ops)
+            scheduled = self.compilation.lower_call(mod[gvar], ops, name)
             if scheduled is not None:
                 mod[gvar] = scheduled
         return mod
@@ -520,4 +576,5 @@ def _progress(total, enabled, desc):
     return tqdm(total=total, desc=desc, unit="layer", leave=False)
 
 
-__all__ = ["CoSAPass", "FallbackWarning", "resolve_arch", "target_lowering", "lower_op"]
+__all__ = ["CoSAPass", "FallbackWarning", "resolve_arch", "target_lowering", "lower_op",
+           "matched_architecture", "architecture_dtype"]

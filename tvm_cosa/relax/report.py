@@ -44,6 +44,9 @@ class LayerRecord:
     cached: bool = False
     same_as: Optional[int] = None  # index of the first layer with this shape
     lowering: str = ""  # "generic", "gemmini", or "" when the op kept TVM's default
+    kernel: str = ""  # the scheduled PrimFunc the layer calls (layers may share one)
+    arch: str = ""  # the architecture (configuration) the layer was scheduled for
+    arch_dtype: str = ""  # the operand type that architecture computes ("" if it does not say)
 
     @property
     def cycles_over_bound(self) -> Optional[float]:
@@ -55,6 +58,8 @@ class LayerRecord:
 @dataclass
 class Report:
     arch: str = ""
+    arch_dtype: str = ""  # operand type of the architecture's target ("" if it does not say)
+    arch_note: str = ""  # how the architecture was chosen (e.g. a preset matched to the dtype)
     solver: str = ""
     objective: str = ""
     check: str = ""
@@ -84,10 +89,17 @@ class Report:
     def total_cycles(self) -> float:
         return sum(r.cycles or 0 for r in self.scheduled)
 
+    def arch_label(self) -> str:
+        """The architecture's name, with its operand type when the name does not show it."""
+        if self.arch_dtype and self.arch_dtype not in self.arch:
+            return f"{self.arch} ({self.arch_dtype})"
+        return self.arch
+
     def summary(self) -> str:
         counts = {s: len(self.by_status(s)) for s in (SCHEDULED, FALLBACK, UNSUPPORTED)}
-        text = (f"{len(self.records)} operators on {self.arch}: {counts[SCHEDULED]} scheduled, "
-                f"{counts[FALLBACK]} fallback, {counts[UNSUPPORTED]} unsupported; "
+        text = (f"{len(self.records)} operators on {self.arch_label()}: "
+                f"{counts[SCHEDULED]} scheduled, {counts[FALLBACK]} fallback, "
+                f"{counts[UNSUPPORTED]} unsupported; "
                 f"{self.unique_layers} unique shapes, {self.solved} solved, "
                 f"{self.cache.get('hits', 0)} from the cache")
         if self.timings:
@@ -99,10 +111,15 @@ class Report:
         head = ["#", "op", "shape", "dtype", "status", "cycles", "bound", "util", "energy uJ",
                 "solve s", "solver", "check", "lowering", "schedule / reason"]
         rows = [head]
+        notes: dict = {}  # reason of a scheduled layer (e.g. why its lowering is generic) -> layers
         for r in self.records:
             detail = r.schedule if r.status == SCHEDULED else r.reason
             if r.same_as is not None and r.status == SCHEDULED:
                 detail = f"= #{r.same_as}"
+            lowering = r.lowering
+            if r.status == SCHEDULED and r.reason:
+                notes.setdefault(r.reason, []).append(r.index)
+                lowering += f" [{list(notes).index(r.reason) + 1}]"
             rows.append([
                 str(r.index), r.op, r.shape, r.dtype, r.status + (" (cache)" if r.cached else ""),
                 _num(r.cycles), _num(r.lower_bound_cycles),
@@ -110,13 +127,17 @@ class Report:
                 "" if r.energy_pJ is None else f"{r.energy_pJ / 1e6:.2f}"
                 + ("*" if r.energy_estimated else ""),
                 f"{r.solve_time_s:.2f}" if r.solver_status and r.same_as is None else "",
-                r.solver, r.check_backend, r.lowering, _clip(detail, schedule_width),
+                r.solver, r.check_backend, lowering, _clip(detail, schedule_width),
             ])
         widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                  for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append("")
+        for number, (reason, layers) in enumerate(notes.items(), 1):
+            lines.append(f"[{number}] {_layer_list(layers)}: {reason}")
+        if self.arch_note:
+            lines.append(f"architecture: {self.arch} ({self.arch_note})")
         lines.append(self.summary())
         if any(r.energy_estimated for r in self.records):
             lines.append("* energy estimated from word widths (no per-access energies given)")
@@ -130,7 +151,8 @@ class Report:
 
     # ---- files ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"arch": self.arch, "solver": self.solver, "objective": self.objective,
+        return {"arch": self.arch, "arch_dtype": self.arch_dtype, "arch_note": self.arch_note,
+                "solver": self.solver, "objective": self.objective,
                 "check": self.check, "timings": self.timings, "cache": self.cache,
                 "other_ops": self.other_ops, "summary": self.summary(),
                 "layers": [asdict(r) for r in self.records]}
@@ -146,7 +168,8 @@ class Report:
         names = {f.name for f in fields(LayerRecord)}
         records = [LayerRecord(**{k: v for k, v in r.items() if k in names})
                    for r in data.get("layers", [])]
-        return cls(arch=data.get("arch", ""), solver=data.get("solver", ""),
+        return cls(arch=data.get("arch", ""), arch_dtype=data.get("arch_dtype", ""),
+                   arch_note=data.get("arch_note", ""), solver=data.get("solver", ""),
                    objective=data.get("objective", ""), check=data.get("check", ""),
                    records=records, other_ops=data.get("other_ops", {}),
                    timings=data.get("timings", {}), cache=data.get("cache", {}))
@@ -196,6 +219,18 @@ class Report:
             fig.savefig(path, dpi=120)
             plt.close(fig)
         return fig
+
+
+def _layer_list(indices) -> str:
+    """#0-#3,#7: runs of consecutive layer indices."""
+    runs, start = [], None
+    for i, k in enumerate(indices):
+        if start is None:
+            start = k
+        if i + 1 == len(indices) or indices[i + 1] != k + 1:
+            runs.append(f"#{start}" if start == k else f"#{start}-#{k}")
+            start = None
+    return ",".join(runs)
 
 
 def _num(x) -> str:

@@ -9,11 +9,15 @@
 - codegen: building a lowered Relax module with TVM's c target against the functional model,
   and `emit_c` (the C sources and a Makefile);
 - prepare: Relax rewrites that put more of a model on the array (int8 casts, channel padding,
-  NHWC / HWIO); baseline: Gemmini's own tiling heuristics as Mappings.
+  NHWC / HWIO), and `GemminiPrepare`, the module pass doing them before CoSAPass;
+- flow: the steps every user of the target takes (prepare, schedule, build with the c target,
+  run on the functional model, compare), shared by `tvm-cosa verify` / `compile` and the
+  examples; baseline: Gemmini's own tiling heuristics as Mappings.
 
 Importing this package does not import TVM.
 """
 
 from .config import GemminiConfig, config_for
+from .prepare import GemminiPrepare
 
-__all__ = ["GemminiConfig", "config_for"]
+__all__ = ["GemminiConfig", "GemminiPrepare", "config_for"]

@@ -18,32 +18,20 @@ from .functional import FunctionalModel, link_options, source_dir
 TARGET = "c"
 
 
-def compile_c(mod):
-    """The Relax VM executable of `mod` with every PrimFunc compiled to C."""
+def compile_c(mod, target=TARGET):
+    """The Relax VM executable of `mod` with every PrimFunc compiled to C (or `target`)."""
     import tvm
 
     if not hasattr(mod, "functions"):
         return mod  # already an executable
-    return tvm.compile(_unique_symbols(mod), target=TARGET)
+    return tvm.compile(mod, target=target)
 
 
-def _unique_symbols(mod):
-    """PrimFuncs whose `global_symbol` is not their own name (a TIR schedule names the function
-    it works on "main") get their own name back, or the build sees two "main" functions."""
-    import tvm
-
-    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
-    for gvar, func in mod.functions.items():
-        symbol = func.attrs.get("global_symbol") if func.attrs is not None else None
-        if isinstance(func, tvm.tirx.PrimFunc) and symbol is not None \
-                and str(symbol) != gvar.name_hint:
-            out[gvar] = func.with_attr("global_symbol", gvar.name_hint)
-    return out
-
-
-def export(mod_or_exe, config: GemminiConfig, path) -> Path:
-    """A loadable shared library of the model, its Gemmini calls bound to the functional model."""
-    exe = compile_c(mod_or_exe)
+def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
+    """A loadable shared library of the model, its Gemmini calls bound to the functional model
+    (its own copy: see functional.link_options). `target`: c (gcc compiles the operators) or
+    llvm."""
+    exe = compile_c(mod_or_exe, target)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     exe.export_library(str(path), options=link_options(config), cc="gcc")

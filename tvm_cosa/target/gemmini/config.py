@@ -98,10 +98,20 @@ class GemminiConfig:
 
     @property
     def name(self) -> str:
-        if self == GemminiConfig():
-            return "gemmini"
-        return (f"gemmini-{self.dim}x{self.dim}-sp{self.scratchpad_kib}k-acc"
-                f"{self.accumulator_kib}k-{self.dataflow.lower()}-{self.dtype}")
+        """"gemmini" for the default configuration, else "gemmini-" and what differs from it
+        (e.g. "gemmini-float32", "gemmini-8x8-sp64k-acc16k")."""
+        d = GemminiConfig()
+        parts = []
+        if self.dim != d.dim:
+            parts.append(f"{self.dim}x{self.dim}")
+        for field, fmt in (("scratchpad_kib", "sp{}k"), ("accumulator_kib", "acc{}k"),
+                           ("dataflow", "{}"), ("dram_bandwidth", "bw{:g}"),
+                           ("scratchpad_banks", "spbanks{}"), ("accumulator_banks", "accbanks{}"),
+                           ("dram_block_bytes", "block{}"), ("dtype", "{}")):
+            value = getattr(self, field)
+            if value != getattr(d, field):
+                parts.append(fmt.format(value.lower() if isinstance(value, str) else value))
+        return "-".join(["gemmini", *parts])
 
     # ---- CoSA / Timeloop form -----------------------------------------------------------------
     def timeloop_arch(self) -> dict:
@@ -224,6 +234,17 @@ class GemminiConfig:
         return replace(self, dtype=dtype)
 
 
+def matching_dtype(operand_dtypes, default: str = "int8") -> str:
+    """The element type of the configuration to run operators whose operands have these types:
+    int8 when any is int8 (the layers the array exists for), else float32 when any is float32,
+    else `default`. Operators of another type fall back to the CPU with the reason."""
+    dtypes = {str(d) for d in operand_dtypes}
+    for dtype in ("int8", "float32"):
+        if dtype in dtypes:
+            return dtype
+    return default
+
+
 def config_for(arch) -> GemminiConfig:
     """A GemminiConfig from a config, an Architecture, or a preset / architecture name."""
     if isinstance(arch, GemminiConfig):
@@ -232,5 +253,8 @@ def config_for(arch) -> GemminiConfig:
         return GemminiConfig.from_architecture(arch)
     if isinstance(arch, str) and arch == "gemmini":
         return GemminiConfig()
-    raise InputError(f"expected a GemminiConfig or a Gemmini Architecture, got {arch!r}")
+    if isinstance(arch, int) and not isinstance(arch, bool):
+        return GemminiConfig(dim=arch)
+    raise InputError(f"expected a GemminiConfig, a Gemmini Architecture, the preset name "
+                     f"'gemmini' or an array width, got {arch!r}")
 

@@ -12,6 +12,10 @@
   Depthwise / grouped convolutions are left alone (they run on the CPU).
 - `gemmini_dtype(mod)`: int8 when the module has int8 convolutions / matmuls, else float32: the
   element type of the Gemmini configuration to compile it for.
+
+`GemminiPrepare(config_or_dim)` is all three as a TVM module pass, to put before CoSAPass:
+
+    seq = tvm.transform.Sequential([GemminiPrepare(16), CoSAPass("gemmini")])
 """
 
 from __future__ import annotations
@@ -48,8 +52,70 @@ def to_nhwc(mod):
 
     seq = tvm.transform.Sequential([
         relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
-        relax.transform.Normalize(), relax.transform.FoldConstant()])
-    return seq(mod)
+        relax.transform.Normalize()])
+    return relax.transform.FoldConstant()(fold_weight_rewrites(seq(mod)))
+
+
+def fold_weight_rewrites(mod):
+    """`permute_dims`, constant `pad` and `reshape` of constants (the weight rewrites of
+    ConvertLayout and pad_channels, the bias reshapes of the importer), `isnan` and `where` of
+    constants (the importer's Clip bounds) computed with numpy. TVM's FoldConstant compiles and
+    runs a kernel for each: seconds on a whole model; it then has nothing left to fold."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    def folded(name, attrs, args):
+        """The numpy value of the call, or None when it is not one of these."""
+        if name == "relax.isnan":
+            return np.isnan(args[0])
+        if name == "relax.where":
+            return np.where(*args)
+        if name == "relax.reshape":
+            return args[0].reshape(args[1])
+        if name == "relax.permute_dims":
+            axes = attrs.axes
+            return np.transpose(args[0], None if axes is None else [int(a) for a in axes])
+        if name == "relax.nn.pad" and str(attrs.pad_mode) == "constant":
+            width = [int(w) for w in attrs.pad_width]
+            return np.pad(args[0], list(zip(width[0::2], width[1::2])),
+                          constant_values=np.array(float(attrs.pad_value), args[0].dtype))
+        return None
+
+    foldable = {"relax.isnan": 1, "relax.where": 3, "relax.reshape": 1, "relax.permute_dims": 1,
+                "relax.nn.pad": 1}  # op -> how many leading arguments must be constants
+
+    @relax.expr_functor.mutator
+    class _Fold(relax.PyExprMutator):
+        def constant(self, expr):
+            if isinstance(expr, relax.Var):  # a dataflow var bound to a constant
+                expr = self.lookup_binding(expr)
+            return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
+
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            name = getattr(call.op, "name", "")
+            if name not in foldable or len(call.args) < foldable[name]:
+                return call
+            args = [self.constant(a) for a in call.args[:foldable[name]]]
+            if any(a is None for a in args):
+                return call
+            if name == "relax.reshape":
+                shape = getattr(call.args[1], "values", None)
+                if shape is None:
+                    return call
+                args.append([int(n) for n in shape])
+            value = folded(name, call.attrs, args)
+            if value is None:
+                return call
+            value = np.asarray(value)
+            return relax.const(value, str(value.dtype))
+
+    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            out[gvar] = _Fold().visit_expr(func)
+    return out
 
 
 def pad_channels(mod, dim: int):
@@ -111,7 +177,7 @@ def pad_channels(mod, dim: int):
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):
             out[gvar] = _Pad().visit_expr(func)
-    return relax.transform.FoldConstant()(relax.transform.Normalize()(out))
+    return relax.transform.FoldConstant()(fold_weight_rewrites(relax.transform.Normalize()(out)))
 
 
 def _shape(expr):
@@ -127,8 +193,26 @@ def prepare_module(mod, dim: int = 16):
     return pad_channels(to_nhwc(fold_int8_casts(mod)), dim)
 
 
+def GemminiPrepare(config_or_dim=16):  # noqa: N802 - named like the TVM passes it sits with
+    """The module pass that prepares a Relax module for Gemmini (`prepare_module`).
+
+    config_or_dim: a GemminiConfig, a Gemmini Architecture, the preset name "gemmini" or the
+    array width; only the width (the channel padding) depends on it."""
+    import tvm
+
+    from .config import config_for
+
+    dim = config_for(config_or_dim).dim
+
+    @tvm.transform.module_pass(opt_level=0, name="GemminiPrepare")
+    def gemmini_prepare(mod, ctx):  # noqa: ARG001 - the pass context is not needed
+        return prepare_module(mod, dim)
+
+    return gemmini_prepare
+
+
 def gemmini_dtype(mod) -> str:
     from ...relax.extract import extract
+    from .config import matching_dtype
 
-    dtypes = {op.dtype for op in extract(mod) if op.supported}
-    return "int8" if "int8" in dtypes else "float32"
+    return matching_dtype((op.dtype for op in extract(mod) if op.supported), default="float32")

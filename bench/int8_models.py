@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The integer example models compiled for Gemmini, run on its functional model, vs onnxruntime.
+
+The steps of `tvm-cosa verify` (target.gemmini.flow: ONNX import with the integer operators,
+Gemmini preparation, CoSAPass on the int8 Gemmini configuration, TVM's c target linked against
+the functional model), each timed, on the full-size models. Prints per model: the times of each step, the largest
+absolute difference from onnxruntime (integer outputs: must be 0), how many conv / matmul layers
+ran on the array, and the Gemmini commands the functional model executed.
+
+Target: max abs diff 0 on every model.
+
+    python bench/int8_models.py                          # resnet18_int8 at 224
+    python bench/int8_models.py --models all
+    python bench/int8_models.py --models resnet18_int8 --image-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tvm_cosa.models import (bert_encoder_int8, input_feed, mobilenet_v2_int8,  # noqa: E402
+                             resnet18_int8, resnet50_int8)
+from tvm_cosa.relax import frontend  # noqa: E402
+from tvm_cosa.target.gemmini import flow  # noqa: E402
+
+MODELS = {"resnet18_int8": resnet18_int8, "resnet50_int8": resnet50_int8,
+          "mobilenet_v2_int8": mobilenet_v2_int8, "bert_encoder_int8": bert_encoder_int8}
+COUNTS = ("calls", "mvin", "mvout", "preload", "compute_preloaded", "compute_accumulated",
+          "bytes_in", "bytes_out", "macs")
+
+
+class Clock:
+    def __init__(self):
+        self.times = {}
+
+    def __call__(self, name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.times[name] = time.perf_counter() - start
+        return out
+
+
+def run_model(model, jobs):
+    """verify's steps (target.gemmini.flow), each timed."""
+    clock = Clock()
+    mod = clock("import", frontend.import_onnx, model)
+    compiled = clock("prepare+cosa", flow.compile_module, mod, "gemmini", cache=False, jobs=jobs,
+                     progress=False)
+    runner = clock("c build", flow.load, compiled.mod, compiled.config)
+    feed = input_feed(model)
+    got = clock("functional run", runner, feed)
+    want = clock("onnxruntime", frontend.run_onnxruntime, model, feed)
+    diff = max(int(np.abs(g.astype(np.int64) - w.astype(np.int64)).max())
+               for g, w in zip(got, want))
+    records = compiled.report.records
+    on_array = sum(r.lowering == "gemmini" for r in records)
+    return clock.times, diff, f"{on_array}/{len(records)}", runner.model.counters()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet18_int8",
+                        help=f"comma-separated names or 'all' ({', '.join(MODELS)})")
+    parser.add_argument("--image-size", type=int, default=224, help="CNN input side")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    names = list(MODELS) if args.models == "all" else args.models.split(",")
+    failed = False
+    for name in names:
+        build = MODELS[name]
+        kwargs = {} if name.startswith("bert") else {"image_size": args.image_size}
+        start = time.perf_counter()
+        model = build(**kwargs)
+        built = time.perf_counter() - start
+        times, diff, on_array, counts = run_model(model, args.jobs)
+        steps = "  ".join(f"{k} {v:.2f}s" for k, v in {"model": built, **times}.items())
+        print(f"{name} {kwargs or ''}: max abs diff {diff} ({'exact' if diff == 0 else 'FAIL'}); "
+              f"layers on the array {on_array}")
+        print(f"  {steps}")
+        print("  gemmini " + "  ".join(f"{k} {counts[k]}" for k in COUNTS))
+        failed |= diff != 0
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ from tvm_cosa.models import resnet18
 from tvm_cosa.relax import CoSAPass
 from tvm_cosa.relax.frontend import import_onnx, run_onnxruntime, seeded_feed
 from tvm_cosa.target.gemmini import GemminiPrepare, config_for, flow
+from tvm_cosa.target.gemmini.functional import GemminiError
 
 TOLERANCE = 1e-4
 
@@ -52,7 +53,11 @@ def main():
           f"{time.perf_counter() - start:.1f} s")
 
     feed = seeded_feed(model, seed=args.seed)
-    got = runner(feed)  # raises GemminiError if the functional model stopped on an error
+    try:
+        got = runner(feed)
+    except GemminiError as err:  # the functional model stopped on an error (address, capacity)
+        print(err)
+        return 1
     print(flow.counts_table(runner.model, cosa.report))
     ok, text = flow.compare(got, run_onnxruntime(model, feed), TOLERANCE)
     print(f"compared with onnxruntime:\n{text}")

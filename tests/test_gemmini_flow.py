@@ -3,8 +3,7 @@ configuration following the module's element type, the report saying which one w
 why a layer's lowering is generic), models of several configurations in one process, and the
 README's main example."""
 
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ tvm = pytest.importorskip("tvm")
 
 from gemmini_util import conv_module, conv_ref, matmul_module  # noqa: E402
 from tvm_cosa import InputError, preset  # noqa: E402
+import tvm_ffi  # noqa: E402
 from tvm_cosa.models import input_feed, tiny_cnn  # noqa: E402
 from tvm_cosa.relax import CoSAPass  # noqa: E402
 from tvm_cosa.relax.extract import extract  # noqa: E402
@@ -158,16 +158,72 @@ def test_compare_flags_shapes_integers_and_relative_error():
     assert not ok and "shape" in text
 
 
-def test_the_readme_main_example_runs_resnet18_on_the_array(tmp_path):
-    """examples/compile_resnet18.py (at 32x32 pixels to keep the test short)."""
-    env = dict(os.environ, TVM_COSA_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "compile_resnet18.py"),
-                             "--image-size", "32", "--report", str(tmp_path / "r.json")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+def test_the_readme_main_example_runs_resnet18_on_the_array(tmp_path, monkeypatch, capsys):
+    """examples/compile_resnet18.py (at 32x32 pixels to keep the test short), run as a script."""
+    monkeypatch.setenv("TVM_COSA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "argv", ["compile_resnet18.py", "--image-size", "32",
+                                      "--report", str(tmp_path / "r.json")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(ROOT / "examples" / "compile_resnet18.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
     assert "on the Gemmini array: 21 of 21 conv2d / matmul layers" in out
     assert "21 operators on gemmini-float32: 21 scheduled" in out
     total = [line for line in out.splitlines() if line.startswith("total")][0].split()
     assert total[1] == "21" and int(total[10]) > 0  # calls, bytes moved in
     assert out.rstrip().endswith("OK") and "max relative error" in out
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_weight_rewrites_folded_with_numpy_equal_tvm_fold_constant(monkeypatch):
+    """The preparation's rewrites of constants (weight layouts, channel padding, the importer's
+    Clip bounds and bias reshapes) computed with numpy give exactly the module TVM's
+    FoldConstant alone gives (it compiles and runs a kernel for each of them)."""
+    from tvm import relax
+
+    from tvm_cosa.target.gemmini import prepare
+
+    mod = import_onnx(tiny_cnn())  # ReLU6 as Clip, biases, strided / grouped / 1x1 convolutions
+    ours = prepare.prepare_module(mod, 16)
+    with monkeypatch.context() as patch:
+        patch.setattr(prepare, "fold_weight_rewrites", lambda m: m)
+        reference = prepare.prepare_module(mod, 16)
+    assert tvm_ffi.structural_equal(ours, reference)
+
+    # the numpy folding leaves no call on constants alone for FoldConstant to compile
+    converted = relax.transform.Normalize()(relax.transform.ConvertLayout(
+        {"relax.nn.conv2d": ["NHWC", "HWIO"]})(mod))
+    assert constant_calls(converted) > 0
+    assert constant_calls(prepare.fold_weight_rewrites(converted)) == 0
+
+
+def constant_calls(mod) -> int:
+    """Calls whose tensor arguments are all constants (directly or through a binding)."""
+    from tvm import relax
+
+    count = 0
+
+    @relax.expr_functor.visitor
+    class Counter(relax.PyExprVisitor):
+        def __init__(self):
+            super().__init__()
+            self.constants = []  # vars bound to constants
+
+        def visit_var_binding_(self, binding):
+            super().visit_var_binding_(binding)
+            if isinstance(binding.value, tvm.ir.expr.Constant):
+                self.constants.append(binding.var)
+
+        def visit_call_(self, call):
+            nonlocal count
+            super().visit_call_(call)
+            tensors = [a for a in call.args if not isinstance(a, relax.ShapeExpr)]
+            if tensors and all(isinstance(a, tvm.ir.expr.Constant) or (
+                    isinstance(a, relax.Var) and any(a.same_as(v) for v in self.constants))
+                    for a in tensors):
+                count += 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            Counter().visit_expr(func)
+    return count

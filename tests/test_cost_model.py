@@ -21,6 +21,7 @@ from tvm_cosa import (InputError, LevelMapping, Mapping, Problem, check_mapping,
 from tvm_cosa.cost_model import ESTIMATE_LABEL, Evaluation, evaluate, lower_bound_cycles
 from tvm_cosa.cost_model.nest import TensorShape, distinct_children, fills
 from tvm_cosa.timeloop import read_mapping
+from tvm_cosa.problem import prime_factors
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop-reference"
 CASES = sorted(p.name for p in REFERENCE.iterdir() if (p / "summary.json").is_file())
@@ -238,7 +239,7 @@ def random_mapping(problem, arch, rng):
              or (kind == "y" and arch.fanout(i)[1] > 1)]
     levels = [LevelMapping() for _ in arch.levels]
     for d, size in problem.sizes:
-        for p in _prime_factors(size):
+        for p in prime_factors(size):
             # Half the factors go to the outermost level, so that many tiles fit.
             i, kind = (arch.num_levels - 1, "t") if rng.random() < 0.5 else rng.choice(slots)
             target = {"t": levels[i].temporal, "x": levels[i].spatial_x,
@@ -249,16 +250,6 @@ def random_mapping(problem, arch, rng):
         rng.shuffle(order)
         lv.order = tuple(order)
     return Mapping(levels)
-
-
-def _prime_factors(n):
-    out, p = [], 2
-    while p * p <= n:
-        while n % p == 0:
-            out.append(p)
-            n //= p
-        p += 1
-    return out + ([n] if n > 1 else [])
 
 
 LAYERS = [Problem.conv2d(K=64, C=64, P=14, Q=14, R=3, S=3, name="conv3x3"),

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from gemmini_util import (conv_module, conv_ref, lower_module, matmul_module,
                           random_gemmini_mapping, random_operands, run, the_op)
-from tvm_cosa import LevelMapping as L, Mapping, assert_valid
+from tvm_cosa import LevelMapping as L, Mapping, assert_valid, check_mapping
 from tvm_cosa.target.gemmini.config import GemminiConfig
 from tvm_cosa.target.gemmini.plan import UnsupportedMapping, make_plan, pad_channels
 
@@ -127,11 +127,14 @@ def test_channels_padded_to_the_array_width(tmp_path):
 
 
 def test_rows_beyond_capacity_are_rejected():
-    """Valid in words (CoSA's model) but 3-wide chunks need a whole 16-wide row per pixel."""
+    """Within the words, but 3-wide chunks need a whole 16-wide row per pixel: the checker
+    counts rows as the plan does (and CoSA schedules in rows)."""
     op = the_op(conv_module((1, 130, 130, 3), (1, 1, 3, 16)))
     mapping = Mapping([L(temporal={"P": 130}), L(spatial_x={"C": 3}, spatial_y={"K": 16}),
                        L(temporal={"Q": 130}), L()])
-    assert_valid(mapping, op.problem, ARCH)  # 50700 words fit 262144, 16900 rows do not
+    violations = check_mapping(mapping, op.problem, ARCH)  # 50700 words fit 262144
+    assert [v.kind for v in violations] == ["rows"]  # 16900 + 3 rows do not fit 16384
+    assert "16903 rows" in str(violations[0])
     with pytest.raises(UnsupportedMapping, match="scratchpad rows"):
         make_plan(op.problem, mapping, ARCH, CFG)
     big = GemminiConfig(scratchpad_kib=512)

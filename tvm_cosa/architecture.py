@@ -57,6 +57,10 @@ class MemoryLevel:
     # Dimensions allowed on the X / Y axes of the fanout below this level (None: any).
     spatial_dims_x: Optional[tuple[str, ...]] = None
     spatial_dims_y: Optional[tuple[str, ...]] = None
+    # Row-addressed memory (Gemmini's scratchpad / accumulator): tensor -> the dimension (name or
+    # role) along its rows. Each row holds `block_size` words (one vector access, Timeloop's
+    # `width`); see `row_dims_of`. Empty: the level is word-addressed.
+    row_dims: tuple[tuple[str, str], ...] = ()
 
     @property
     def mesh(self) -> tuple[int, int]:
@@ -72,6 +76,24 @@ class MemoryLevel:
         if self.entries is None:
             return None
         return self.entries * self.share.get(tensor, 1.0)
+
+    @property
+    def row_capacity(self) -> Optional[int]:
+        """Rows of a row-addressed level (None: word-addressed or unbounded)."""
+        if not self.row_dims or self.entries is None:
+            return None
+        return self.entries // self.block_size
+
+    def row_dims_of(self, problem, tensor: str) -> frozenset:
+        """The dimensions along `tensor`'s rows here: its row dimension where an axis of the
+        tensor is that dimension alone. A tile is laid out in chunks as wide as the spatial
+        factor of these dimensions inside it (the columns one access of the array fills), one
+        row per chunk and point of its other axes, so it takes words / that factor rows (a
+        tensor without a row dimension takes a row per word)."""
+        tokens = [d for t, d in self.row_dims if t == tensor]
+        alone = {ax[0][0] for ax in problem.tensor(tensor).axes
+                 if len(ax) == 1 and ax[0][1] == 1}
+        return problem.resolve_dims(tokens) & alone
 
     @property
     def is_dram(self) -> bool:
@@ -107,6 +129,11 @@ class Architecture:
                     f"level {lv.name} has {lv.instances} instances (mesh {px}x{py}) but the level "
                     f"below has {children.instances} (mesh {cx}x{cy}); each instance must feed a "
                     f"whole number of children", source=self.name, field="instances")
+            for t, _ in lv.row_dims:
+                if t not in TENSOR_NAMES:
+                    raise InputError(f"level {lv.name}: row dimension for unknown tensor {t!r}; "
+                                     f"expected some of {list(TENSOR_NAMES)}", source=self.name,
+                                     field="row_dims")
             for t, r in lv.shares:
                 if not 0 < r <= 1:
                     raise InputError(f"level {lv.name}: share of {t} must be in (0, 1], got {r}",
@@ -188,6 +215,8 @@ class Architecture:
         for i, lv in enumerate(self.levels):
             fx, fy = self.fanout(i)
             cap = "unbounded" if lv.entries is None else f"{lv.entries} words"
+            if lv.row_capacity is not None:
+                cap += f" ({lv.row_capacity} rows)"
             rows.append(f"  L{i} {lv.name}: {cap} x {lv.instances}, keeps "
                         f"{sorted(lv.keeps)}, fanout {fx}x{fy}")
         return "\n".join(rows)

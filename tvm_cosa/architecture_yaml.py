@@ -49,8 +49,9 @@
    ``write_energy_pJ`` (per vector access, default estimated); ``technology``, ``num_ports``,
    ``num_banks``, ``network_word_bits``; ``spatial_x`` / ``spatial_y`` (dimension names or roles
    -- reduction, output_channel, window, pixel -- allowed on that axis of the fanout below the
-   level). ``macs``: ``instances`` (required), ``mesh_x``, ``word_bits`` (default 8),
-   ``energy_pJ``, ``name``. `to_short_dict` writes this format.
+   level); ``row_dims`` (tensor -> dimension or role along its rows: a row-addressed level of
+   ``block_size`` words a row, capacity counted in rows). ``macs``: ``instances`` (required),
+   ``mesh_x``, ``word_bits`` (default 8), ``energy_pJ``, ``name``. `to_short_dict` writes this format.
 
 A mapspace file may be applied on top of any format. Presets are format-1 files shipped in
 `tvm_cosa/presets/`, plus an optional energy table per level (`<preset>.energy.yaml`).
@@ -638,7 +639,8 @@ def _node_keeps(f: _Fields) -> frozenset:
 _LEVEL_FIELDS = ("name", "entries", "instances", "mesh_x", "word_bits", "keeps", "bypass",
                  "shares", "block_size", "cluster_size", "read_bandwidth", "write_bandwidth",
                  "shared_bandwidth", "read_energy_pJ", "write_energy_pJ", "technology",
-                 "num_ports", "num_banks", "network_word_bits", "spatial_x", "spatial_y")
+                 "num_ports", "num_banks", "network_word_bits", "spatial_x", "spatial_y",
+                 "row_dims")
 _MAC_FIELDS = ("instances", "mesh_x", "word_bits", "energy_pJ", "name")
 
 
@@ -706,7 +708,20 @@ def _short_level(spec, source, path, outermost, default_word_bits) -> MemoryLeve
         read_energy_pJ=f.number("read_energy_pJ", positive=False),
         write_energy_pJ=f.number("write_energy_pJ", positive=False),
         spatial_dims_x=f.strings("spatial_x"), spatial_dims_y=f.strings("spatial_y"),
+        row_dims=_row_dims(f, keeps),
     )
+
+
+def _row_dims(f: _Fields, keeps) -> tuple:
+    """`row_dims: {tensor: dimension or role}`: a row-addressed level (block_size words a row)."""
+    if not f.has("row_dims"):
+        return ()
+    rows = _Fields(f.get("row_dims", default={}), f.source, f.field("row_dims"), f.label)
+    for t in rows.data:
+        if t not in keeps:
+            raise rows.error(t, f"a row dimension for {t}, which the level does not keep "
+                                f"(keeps {sorted(keeps)})")
+    return tuple(sorted((t, rows.text(t)) for t in rows.data))
 
 
 def _shares(f: _Fields, keeps) -> tuple:
@@ -750,6 +765,7 @@ def to_short_dict(arch: Architecture) -> dict:
                     ("network_word_bits", lv.network_word_bits),
                     ("read_energy_pJ", lv.read_energy_pJ), ("write_energy_pJ", lv.write_energy_pJ),
                     ("shares", dict(lv.shares) or None),
+                    ("row_dims", dict(lv.row_dims) or None),
                     ("spatial_x", None if lv.spatial_dims_x is None else list(lv.spatial_dims_x)),
                     ("spatial_y", None if lv.spatial_dims_y is None else list(lv.spatial_dims_y)))
         spec.update({k: v for k, v in optional if v is not None})
@@ -848,10 +864,8 @@ def load_preset(name: str) -> Architecture:
     if energy.exists():
         arch = apply_energy_table(arch, read_yaml(energy), energy)
     if name == "gemmini":
-        # Weight-stationary array: input channels along X (rows), output channels along Y.
-        i = arch.level_index("Accumulator")
-        levels = list(arch.levels)
-        levels[i] = replace(levels[i], spatial_dims_x=("reduction",),
-                            spatial_dims_y=("output_channel",))
-        arch = replace(arch, levels=tuple(levels))
+        # Weight-stationary array on row-addressed memories (what GemminiConfig builds).
+        from .target.gemmini.config import with_array_layout
+
+        arch = with_array_layout(arch, "WS")
     return arch

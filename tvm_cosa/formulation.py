@@ -8,7 +8,9 @@ factors is a sum of log2 terms, so tile sizes, fanouts and cycle counts are line
 
 Constraints
 - each dimension's factors are all placed; spatial factors fit each link's X and Y fanout;
-- capacity: every kept tile fits its share of the level (per tensor, in log2); when several
+- capacity: every kept tile fits its share of the level (per tensor, in log2; counted in rows
+  at a row-addressed level, `MemoryLevel.row_dims`: words over the spatial factor of the row
+  dimension, Gemmini's layout, so exact); when several
   tensors share a level without user shares, their *sum* must fit (Timeloop's rule): the set
   {sum_t 2^u_t <= C} is convex in the log sizes u, so chords between points of its boundary (two
   tensors) or the convex hull of share boxes (three or more) give a linear inner approximation:
@@ -556,20 +558,38 @@ class ScheduleModel:
             m.ge(all_spatial, need - 1e-9, "min_utilization")
 
     def _capacity_constraints(self):
+        """Capacity in words, or in rows at a row-addressed level (then the same model with
+        rows for words: exact, since a tile's rows are its words over a spatial factor)."""
         m = self.m
         for i, lv in enumerate(self.arch.levels):
             kept = self.kept(i)
             if lv.entries is None or not kept:
                 continue
-            caps = {t: math.floor(lv.entries * lv.share.get(t, 1.0)) for t in kept}
-            logs = {t: self.tile_log(t, i) for t in kept}
+            if lv.row_capacity is None:
+                total = lv.entries
+                logs = {t: self.tile_log(t, i) for t in kept}
+            else:
+                total = lv.row_capacity
+                logs = {t: self.tile_log(t, i) - self._row_width_log(t, i) for t in kept}
+            caps = {t: math.floor(total * lv.share.get(t, 1.0)) for t in kept}
             for t in kept:
                 m.le(logs[t], math.log2(caps[t] + 0.5), f"cap[L{i},{t}]")
-            if len(kept) >= 2 and sum(caps.values()) > lv.entries:
+            if len(kept) >= 2 and sum(caps.values()) > total:
                 if len(kept) == 2:
-                    self._shared_capacity_chords(i, lv.entries, [logs[t] for t in kept])
+                    self._shared_capacity_chords(i, total, [logs[t] for t in kept])
                 else:
-                    self._shared_capacity_hull(i, lv.entries, [logs[t] for t in kept])
+                    self._shared_capacity_hull(i, total, [logs[t] for t in kept])
+
+    def _row_width_log(self, tensor, level) -> Lin:
+        """log2 of the words one row of `tensor`'s tile holds at a row-addressed level: the
+        spatial factor of its row dimensions inside the tile (at most a row, `block_size`)."""
+        lv = self.arch.levels[level]
+        tau = self.tile_level(tensor, level)
+        dims = lv.row_dims_of(self.problem, tensor) & set(self.dims)
+        width = Lin.total(self.SL(d, j) for d in sorted(dims) for j in range(tau + 1))
+        if width:
+            self.m.le(width, math.log2(lv.block_size), f"row_width[L{level},{tensor}]")
+        return width
 
     def _shared_capacity_chords(self, i, entries, logs):
         """2^u + 2^v <= C: chords between boundary points (a linear inner approximation)."""

@@ -6,6 +6,8 @@ Checks (Timeloop's rules, plus the per-link fanout that Timeloop 019f107 skips):
   kept tiles together fit the whole capacity of one instance;
 - spatial factors fit the X and Y fanout below each level, only on levels with a fanout, only on
   dimensions the level allows; the cumulative instance count fits the MAC array;
+- at a row-addressed level (`MemoryLevel.row_dims`), the same in rows, a row holding the
+  spatial factor of the tensor's row dimension (at most `block_size` words);
 - loop orders name only the problem's dimensions; the mapping has one entry per level.
 """
 
@@ -23,7 +25,8 @@ from .problem import Problem
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # level_count | unknown_dim | factor_product | capacity | share | fanout | spatial_dim
+    # level_count | unknown_dim | factor_product | capacity | share | rows | fanout | spatial_dim
+    kind: str
     message: str
     level: Optional[str] = None
     tensor: Optional[str] = None
@@ -87,8 +90,38 @@ def check_mapping(mapping: Mapping, problem: Problem, arch: Architecture, *,
                 out.append(Violation("capacity", f"level {level.name}: tiles {parts} = {total} "
                                                  f"words exceed the capacity of {level.entries}",
                                      level.name))
+            if level.row_capacity is not None:
+                out += _check_rows(mapping, problem, level, i, tiles)
 
     out += _check_spatial(mapping, problem, arch, strict=not timeloop_rules)
+    return out
+
+
+def tile_rows(mapping, problem, level, i, tensor) -> tuple[int, int]:
+    """(rows, words per row) of `tensor`'s tile at row-addressed level i (see
+    `MemoryLevel.row_dims_of`): a row holds the spatial factor of the row dimensions inside it."""
+    tau = mapping.tile_level(tensor, i)
+    width = math.prod(mapping.levels[j].spatial.get(d, 1)
+                      for d in level.row_dims_of(problem, tensor) for j in range(tau + 1))
+    return math.ceil(mapping.tile_size(problem, tensor, i) / width), width
+
+
+def _check_rows(mapping, problem, level, i, tiles) -> list[Violation]:
+    out, rows = [], {}
+    for t in tiles:
+        rows[t], width = tile_rows(mapping, problem, level, i, t)
+        if width > level.block_size:
+            out.append(Violation("rows", f"level {level.name}: rows of {t} would hold {width} "
+                                         f"words; a row holds {level.block_size}", level.name, t))
+        cap = math.floor(level.row_capacity * level.share.get(t, 1.0))
+        if level.shares and rows[t] > cap:
+            out.append(Violation("share", f"level {level.name}: {t} tile of {rows[t]} rows "
+                                          f"exceeds its share of {cap} rows", level.name, t))
+    if sum(rows.values()) > level.row_capacity:
+        parts = " + ".join(f"{t} {n}" for t, n in rows.items())
+        out.append(Violation("rows", f"level {level.name}: tiles {parts} = {sum(rows.values())} "
+                                     f"rows of {level.block_size} words exceed its "
+                                     f"{level.row_capacity} rows", level.name))
     return out
 
 

@@ -15,7 +15,8 @@ half of each memory (double buffering):
 
 A Mapping needs factors that divide each dimension; Gemmini's tiles do not (it pads the last
 tile). Each tile is rounded to the nearest divisor of its dimension (by ratio), and rounded down
-instead where rounding up would overflow a memory; `info["rounded"]` lists `dim:heuristic->used`.
+instead where rounding up would overflow a memory (further down while a narrow block's part-empty
+rows overflow it); `info["rounded"]` lists `dim:heuristic->used`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,14 @@ def _round_tiles(problem, arch, wanted: dict, build) -> tuple[Mapping, str]:
             break  # rounded down everywhere: as valid as the heuristic's own tiles
         worst = max(up, key=lambda d: tile[d] / wanted[d])
         tile[worst] = largest_divisor_at_most(size[worst], wanted[worst])
+    while check_mapping(mapping, problem, arch):
+        # Still too many rows: a dimension without a DIM-wide divisor leaves rows part empty
+        # (Gemmini pads it; a mapping cannot), so shrink the largest tile further.
+        worst = max(tile, key=lambda d: tile[d])
+        if tile[worst] == 1:
+            break
+        tile[worst] = largest_divisor_at_most(size[worst], tile[worst] - 1)
+        mapping = build(tile)
     changed = [f"{d}:{min(wanted[d], size[d])}->{tile[d]}" for d in wanted
                if tile[d] != min(wanted[d], size[d])]
     return mapping, ",".join(changed)

@@ -150,18 +150,7 @@ class GemminiConfig:
     def architecture(self) -> Architecture:
         """The tvm_cosa Architecture CoSA schedules for (named `gemmini...`)."""
         arch = load_architecture(self.timeloop_arch(), self.timeloop_mapspace(), name=self.name)
-        i = arch.level_index("Accumulator")
-        levels = list(arch.levels)
-        if self.dataflow == "WS":
-            # Weight-stationary: input channels along X (rows of the array), outputs along Y.
-            levels[i] = replace(levels[i], spatial_dims_x=("reduction",),
-                                spatial_dims_y=("output_channel",))
-        else:
-            # Output-stationary: output pixels along X, output channels along Y.
-            levels[i] = replace(levels[i], spatial_dims_x=("pixel",),
-                                spatial_dims_y=("output_channel",))
-        arch = replace(arch, levels=tuple(levels), timeloop_spec=arch.timeloop_spec)
-        return self._with_preset_energies(arch)
+        return self._with_preset_energies(with_array_layout(arch, self.dataflow))
 
     def _with_preset_energies(self, arch: Architecture) -> Architecture:
         """The preset's per-access energies (Timeloop's, for its memory sizes) when this
@@ -232,6 +221,34 @@ class GemminiConfig:
 
     def with_dtype(self, dtype: str) -> "GemminiConfig":
         return replace(self, dtype=dtype)
+
+
+# The columns of each operand's rows in the scratchpad and accumulator (A rows run along the
+# reduction, B and C rows along the output channels): under WS, the dimensions the array takes
+# on X (inputs) and Y (weights, outputs), so a tile's rows are its words / that spatial factor.
+WS_ROW_DIMS = (("Inputs", "reduction"), ("Weights", "output_channel"),
+               ("Outputs", "output_channel"))
+
+
+def with_array_layout(arch: Architecture, dataflow: str = "WS") -> Architecture:
+    """What Timeloop's file cannot say about Gemmini: the dimensions the array takes on X and Y,
+    and (WS, the dataflow that is lowered) that the bounded levels with rows of several words
+    (scratchpad, accumulator) are row-addressed, so CoSA counts their capacity in rows."""
+    i = arch.level_index("Accumulator")
+    levels = list(arch.levels)
+    if dataflow == "WS":
+        # Weight-stationary: input channels along X (rows of the array), outputs along Y.
+        levels[i] = replace(levels[i], spatial_dims_x=("reduction",),
+                            spatial_dims_y=("output_channel",))
+        for k, lv in enumerate(levels):
+            if lv.entries is not None and lv.block_size > 1:
+                levels[k] = replace(lv, row_dims=tuple(
+                    (t, role) for t, role in WS_ROW_DIMS if t in lv.keeps))
+    else:
+        # Output-stationary: output pixels along X, output channels along Y.
+        levels[i] = replace(levels[i], spatial_dims_x=("pixel",),
+                            spatial_dims_y=("output_channel",))
+    return replace(arch, levels=tuple(levels), timeloop_spec=arch.timeloop_spec)
 
 
 def matching_dtype(operand_dtypes, default: str = "int8") -> str:

@@ -56,10 +56,12 @@ def input_shapes(model, overrides=None) -> dict:
 
 def import_onnx(model, shapes=None):
     """The Relax module of an ONNX model (path or ModelProto), with static input shapes.
-    TVM's importer is extended with the ONNX integer operators (onnx_int8)."""
+    TVM's importer is extended with the ONNX integer operators (onnx_int8); QDQ Conv / MatMul
+    groups are first fused into them as onnxruntime fuses them (onnx_qdq)."""
     from .onnx_int8 import from_onnx
+    from .onnx_qdq import fuse_qdq
 
-    model = load_onnx(model)
+    model = fuse_qdq(load_onnx(model)).model
     try:
         return from_onnx(model, shape_dict=input_shapes(model, shapes))
     except InputError:

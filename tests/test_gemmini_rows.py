@@ -74,14 +74,19 @@ conv_shapes = st.tuples(st.sampled_from([3, 8, 12, 16, 24, 40]),  # C
                         st.sampled_from([1, 3]))  # R = S
 
 
+def draw_roomy_mapping(shape, seed):
+    """A conv of `shape` and a random mapping drawn where memory is plentiful (or None)."""
+    c, k, p, q, r = shape
+    problem = Problem.conv2d(C=c, K=k, P=p, Q=q, R=r, S=r)
+    return problem, random_gemmini_mapping(problem, ROOMY.architecture(), seed, dim=SMALL.dim)
+
+
 @settings(max_examples=25, **SETTINGS)
 @given(shape=conv_shapes, seed=st.integers(0, 10 ** 6))
 def test_the_checker_counts_the_rows_the_plan_lays_out(shape, seed):
     """Random mappings (drawn where memory is plentiful) on a small configuration: the checker
     rejects exactly those whose rows the plan cannot place, and counts the same rows."""
-    c, k, p, q, r = shape
-    problem = Problem.conv2d(C=c, K=k, P=p, Q=q, R=r, S=r)
-    mapping = random_gemmini_mapping(problem, ROOMY.architecture(), seed, dim=SMALL.dim)
+    problem, mapping = draw_roomy_mapping(shape, seed)
     if mapping is None:
         return
     arch = SMALL.architecture()
@@ -108,9 +113,7 @@ def test_cosa_counts_rows_like_the_checker(shape, seed):
     """CoSA's model, pinned to a random mapping: mappings whose rows overflow are infeasible,
     and whatever the model accepts the checker accepts (rows are words / an integer factor, so
     the log-domain count is exact)."""
-    c, k, p, q, r = shape
-    problem = Problem.conv2d(C=c, K=k, P=p, Q=q, R=r, S=r)
-    mapping = random_gemmini_mapping(problem, ROOMY.architecture(), seed, dim=SMALL.dim)
+    problem, mapping = draw_roomy_mapping(shape, seed)
     if mapping is None:
         return
     arch = SMALL.architecture()

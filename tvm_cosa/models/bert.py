@@ -17,18 +17,23 @@ def bert_encoder(batch=1, *, seq_len=128, hidden=768, heads=12, layers=2, interm
                  opset=17, seed=0):
     """BERT-base shaped encoder layers (hidden 768, 12 heads, FFN 3072) on a float embedding
     input of shape (batch, seq_len, hidden)."""
-    for field, value in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden),
-                         ("heads", heads), ("layers", layers)):
-        positive_int(value, field, "bert_encoder")
-    if hidden % heads:
-        raise InputError(f"hidden ({hidden}) must be a multiple of heads ({heads})",
-                         source="bert_encoder", field="heads")
+    check_encoder_shape("bert_encoder", batch, seq_len, hidden, heads, layers)
     intermediate = intermediate or 4 * hidden
     b = OnnxBuilder("bert_encoder", opset=opset, seed=seed)
     x = b.input("hidden_states", (batch, seq_len, hidden))
     for i in range(layers):
         x = _layer(b, x, batch, seq_len, hidden, heads, intermediate, f"layer.{i}")
     return b.build(x, (batch, seq_len, hidden))
+
+
+def check_encoder_shape(builder, batch, seq_len, hidden, heads, layers):
+    """The argument checks every encoder builder shares; errors name the builder."""
+    for field, value in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden),
+                         ("heads", heads), ("layers", layers)):
+        positive_int(value, field, builder)
+    if hidden % heads:
+        raise InputError(f"hidden ({hidden}) must be a multiple of heads ({heads})",
+                         source=builder, field="heads")
 
 
 def _layer(b, x, batch, seq, hidden, heads, ffn, name):

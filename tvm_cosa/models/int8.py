@@ -30,6 +30,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ..errors import InputError
+from .bert import check_encoder_shape
 from .builder import OnnxBuilder, positive_int
 
 INT8_MIN_OPSET = 14  # Relu on int32 (Relu-14); ReduceSum takes its axes as an input from 13
@@ -298,12 +299,7 @@ def bert_encoder_int8(batch=1, *, seq_len=128, hidden=768, heads=12, layers=2,
     the attention is ReLU attention (scores through Relu, requantized), the FFN uses Relu, and
     there is no normalization; residual adds are requantized. Float32 input (batch, seq_len,
     hidden), int8 output."""
-    for field, value in (("batch", batch), ("seq_len", seq_len), ("hidden", hidden),
-                         ("heads", heads), ("layers", layers)):
-        positive_int(value, field, "bert_encoder_int8")
-    if hidden % heads:
-        raise InputError(f"hidden ({hidden}) must be a multiple of heads ({heads})",
-                         source="bert_encoder_int8", field="heads")
+    check_encoder_shape("bert_encoder_int8", batch, seq_len, hidden, heads, layers)
     ffn = intermediate or 4 * hidden
     b = Int8Builder("bert_encoder_int8", opset=opset, seed=seed)
     x = _quantized_input(b, (batch, seq_len, hidden), seed, name="hidden_states")

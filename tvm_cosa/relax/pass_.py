@@ -37,6 +37,8 @@ from tvm import relax
 from ..architecture import Architecture
 from ..errors import CoSAError, InputError
 from ..mapping import Mapping
+from ..scheduler import Objective
+from ..solvers import solver_version  # a module name, so tests can stand in a version
 from . import solve as solve_mod
 from .cache import ScheduleCache, cache_key
 from .extract import CONV2D, MATMUL, OpInfo, count_other_ops, extract, op_info
@@ -78,33 +80,6 @@ def _positive_or_none(value, name, kind=float):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise InputError(f"{name} must be a positive number or None, got {value!r}", field=name)
     return kind(value)
-
-
-def objective_key(objective):
-    """The objective's cache key; None is the scheduler's default `Objective()`."""
-    if objective is None:
-        from ..scheduler import Objective
-
-        objective = Objective()
-    return objective.key()
-
-
-def objective_name(objective) -> str:
-    if objective is None:
-        from ..scheduler import Objective
-
-        objective = Objective()
-    return str(getattr(objective, "name", objective))
-
-
-def solver_version(solver: str) -> str:
-    """Name and version of the solver `solver` resolves to (part of the cache key)."""
-    from .. import solvers
-
-    fn = getattr(solvers, "solver_version", None)
-    if callable(fn):
-        return str(fn(solver))
-    return f"{solver}:{getattr(solvers, 'SOLVER_VERSION', 'unknown')}"
 
 
 # ---- target hooks ---------------------------------------------------------------------------
@@ -224,7 +199,8 @@ class CoSAPass:
                              f"{objective!r}", field="objective")
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise InputError(f"jobs must be a positive integer, got {jobs!r}", field="jobs")
-        self.solver, self.objective, self.check = solver, objective, check
+        self.objective = objective if objective is not None else Objective()
+        self.solver, self.check = solver, check
         self.cache = ScheduleCache(cache)
         self.lower, self.jobs, self.verify_build = bool(lower), jobs, bool(verify_build)
         self.time_limit = _positive_or_none(time_limit, "time_limit")
@@ -252,7 +228,7 @@ class _Compilation:
     def run(self, mod):
         start = time.perf_counter()
         hits0, misses0 = self.o.cache.hits, self.o.cache.misses
-        self.objective_key = objective_key(self.o.objective)
+        self.objective_key = self.o.objective.key()
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
@@ -278,8 +254,9 @@ class _Compilation:
         self.timings["total_s"] = time.perf_counter() - start
         self.o.report = Report(
             arch=self.arch.name, arch_dtype=self.arch_dtype,
-            arch_note=self.arch_note, solver=self.o.solver, objective=objective_name(
-                self.o.objective), check=str(self.o.check), records=records,
+            arch_note=self.arch_note, solver=self.o.solver,
+            objective=str(getattr(self.o.objective, "name", self.o.objective)),
+            check=str(self.o.check), records=records,
             other_ops=other_ops,
             timings={k: round(v, 4) for k, v in self.timings.items()},
             cache={"hits": self.o.cache.hits - hits0, "misses": self.o.cache.misses - misses0,

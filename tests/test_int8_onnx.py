@@ -87,7 +87,9 @@ def test_conv_integer_matches_onnxruntime_on_int8_operands(xt, wt, xz, wz, group
         consts["wz"] = np.array(wz, wt)
     model = single_op("ConvInteger", {"x": x}, consts, TensorProto.INT32, pads=[1, 2, 0, 1],
                       strides=[2, 1], group=groups)
-    mod = assert_same_as_onnxruntime(model, {"x": x})
+    want = conv_integer_reference(x, w, xz or 0, 0 if wz is None else wz, pads=(1, 2, 0, 1),
+                                  strides=(2, 1), groups=groups)
+    mod = assert_conv_integer_exact(model, x, want)
     # every multiply-accumulate is int8 x int8 -> int32: the operands Gemmini takes
     assert mac_dtypes(mod) == {("conv2d", "int8", "int32")}
 
@@ -100,6 +102,39 @@ def test_conv_integer_auto_pad_and_dilation():
                           TensorProto.INT32, auto_pad=auto_pad, strides=[2, 3],
                           dilations=[1, 2] if auto_pad == "VALID" else [1, 1])
         assert_same_as_onnxruntime(model, {"x": x})
+
+
+def conv_integer_reference(x, w, x_zp, w_zp, *, pads, strides, groups, dilations=(1, 1)):
+    """ONNX ConvInteger by its definition: x padded with its zero point (pads: top, left, bottom,
+    right), zero points subtracted, a grouped, dilated convolution in int64."""
+    top, left, bottom, right = pads
+    xs = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (top, bottom), (left, right)),
+                constant_values=int(x_zp)) - int(x_zp)
+    ws = w.astype(np.int64) - int(w_zp)
+    (dh, dw), (r, s) = dilations, ws.shape[2:]
+    span = ((r - 1) * dh + 1, (s - 1) * dw + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(xs, span, axis=(2, 3))
+    windows = windows[:, :, ::strides[0], ::strides[1], ::dh, ::dw]  # N, C, P, Q, R, S
+    cg, kg = ws.shape[1], ws.shape[0] // groups
+    outs = [np.einsum("ncpqrs,kcrs->nkpq", windows[:, g * cg:(g + 1) * cg],
+                      ws[g * kg:(g + 1) * kg]) for g in range(groups)]
+    return np.concatenate(outs, axis=1).astype(np.int32)
+
+
+def assert_conv_integer_exact(model, x, want):
+    """TVM equals the ONNX definition (`want`, numpy) and onnxruntime wherever onnxruntime does:
+    onnxruntime 1.32's int8-activation x uint8-weight kernels depart from the definition."""
+    got, mod = run_tvm_llvm(model, {"x": x})
+    np.testing.assert_array_equal(got, want)
+    ort = run_onnxruntime(model, {"x": x})[0]
+    if np.array_equal(ort, want):
+        np.testing.assert_array_equal(got, ort)
+    else:
+        assert (x.dtype, model.graph.initializer[0].data_type) == (np.int8, TensorProto.UINT8), \
+            "onnxruntime departs from the ONNX definition outside its known int8 x uint8 case"
+        warnings.warn("onnxruntime differs from the ONNX ConvInteger definition on int8 x uint8; "
+                      "checked against numpy only")
+    return mod
 
 
 def conv_reference(x, w, x_zp, w_zp, pad):
@@ -137,7 +172,11 @@ def test_random_conv_integer_layers_match_onnxruntime(data):
     zp = {"xz": ints(rng, xt, ()), "wz": ints(rng, wt, ())}
     model = single_op("ConvInteger", {"x": x}, {"w": w, **zp}, TensorProto.INT32, pads=pads,
                       strides=[stride] * 2, dilations=[dilation] * 2, group=groups)
-    mod = assert_same_as_onnxruntime(model, {"x": x})
+    top, left, bottom, right = pads[0], pads[1], pads[2], pads[3]
+    want = conv_integer_reference(x, w, zp["xz"], zp["wz"], pads=(top, left, bottom, right),
+                                  strides=(stride, stride), groups=groups,
+                                  dilations=(dilation, dilation))
+    mod = assert_conv_integer_exact(model, x, want)
     assert {d for _, d, _ in mac_dtypes(mod)} == {"int8"}
 
 

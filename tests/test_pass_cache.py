@@ -16,7 +16,7 @@ import tvm_cosa  # noqa: E402
 from tvm_cosa.models import bert_encoder, tiny_cnn  # noqa: E402
 from tvm_cosa.relax import CoSAPass, ScheduleCache  # noqa: E402
 from tvm_cosa.relax import pass_ as pass_module  # noqa: E402
-from tvm_cosa.relax.cache import cache_key, default_cache_dir  # noqa: E402
+from tvm_cosa.relax.cache import answers, cache_key, default_cache_dir  # noqa: E402
 from tvm_cosa.relax.frontend import import_onnx  # noqa: E402
 from tvm_cosa.scheduler import Objective  # noqa: E402
 
@@ -108,3 +108,69 @@ def test_cache_false_writes_nothing(tiny_mod, tmp_path, monkeypatch):
     monkeypatch.setenv("TVM_COSA_CACHE", str(tmp_path))
     report, _ = run(tiny_mod, cache=False)
     assert report.cache["path"] is None and not list(tmp_path.iterdir())
+
+
+# ---- a schedule is reused only by a request it answers (time limit, gap) ---------------------
+def test_answers_rules():
+    optimal = {"status": "optimal", "gap": 0.0, "time_limit": None}
+    assert answers(optimal, None, None) and answers(optimal, 5.0, 0.1)
+    loose = {"status": "optimal", "gap": 0.05, "time_limit": None}
+    assert not answers(loose, None, None) and answers(loose, None, 0.05)
+    assert not answers(loose, None, 0.01)
+    limited = {"status": "time_limit", "gap": 0.2, "time_limit": 2.0}
+    assert not answers(limited, None, None)  # no limit asked: solve again
+    assert not answers(limited, 10.0, None)  # a longer limit may do better
+    assert answers(limited, 2.0, None) and answers(limited, 1.0, 0.5)
+    assert not answers(None, None, None) and not answers({"status": "error"}, None, None)
+
+
+@pytest.fixture
+def stopped_by_time_limit(monkeypatch):
+    """schedule() as if every solve had hit its time limit with a 30 % gap left."""
+    import tvm_cosa.scheduler as scheduler
+
+    real = scheduler.schedule
+
+    def stopped(*args, **kwargs):
+        mapping = real(*args, **kwargs)
+        mapping.info.update(status="time_limit", gap=0.3)
+        return mapping
+
+    monkeypatch.setattr(scheduler, "schedule", stopped)
+    return monkeypatch
+
+
+def test_time_limited_schedule_is_not_reused_without_the_limit(tiny_mod, tmp_path,
+                                                                stopped_by_time_limit):
+    first, _ = run(tiny_mod, cache=tmp_path, jobs=1, time_limit=5.0)
+    assert first.solved == 6 and all(r.time_limited for r in first.scheduled)
+    assert "(time limit)" in first.table() and "stopped at the time limit" in first.summary()
+    again, _ = run(tiny_mod, cache=tmp_path, jobs=1, time_limit=5.0)  # same limit: reused
+    assert again.cache["hits"] == 6 and again.solved == 0
+    assert all(r.time_limited for r in again.scheduled)
+    stopped_by_time_limit.undo()  # the solver now reaches optimality
+    unlimited, _ = run(tiny_mod, cache=tmp_path, jobs=1)
+    assert unlimited.cache["hits"] == 0 and unlimited.solved == 6
+    assert not any(r.time_limited for r in unlimited.scheduled)
+    assert "(time limit)" not in unlimited.table()
+    warm, _ = run(tiny_mod, cache=tmp_path, jobs=1, time_limit=5.0)  # optimal answers a limit too
+    assert warm.cache["hits"] == 6 and warm.solved == 0
+
+
+def test_schedule_solved_to_a_looser_gap_is_solved_again(tiny_mod, tmp_path, monkeypatch):
+    import tvm_cosa.scheduler as scheduler
+
+    real = scheduler.schedule
+
+    def loose(*args, **kwargs):
+        mapping = real(*args, **kwargs)
+        mapping.info["gap"] = 0.2
+        return mapping
+
+    monkeypatch.setattr(scheduler, "schedule", loose)
+    run(tiny_mod, cache=tmp_path, jobs=1, mip_gap=0.25)
+    monkeypatch.undo()
+    same_gap, _ = run(tiny_mod, cache=tmp_path, jobs=1, mip_gap=0.25)
+    assert same_gap.cache["hits"] == 6
+    tighter, _ = run(tiny_mod, cache=tmp_path, jobs=1)
+    assert tighter.cache["hits"] == 0 and tighter.solved == 6

@@ -15,5 +15,20 @@ __all__ = [
     "CoSAError", "InfeasibleError", "InputError", "SolverError", "TimeloopError",
     "LevelMapping", "Mapping", "Problem", "Tensor",
     "InvalidMappingError", "assert_valid", "check_mapping", "is_valid",
-    "Objective", "cosa", "schedule",
+    "Objective", "cosa", "schedule", "CoSAPass",
 ]
+
+
+def __getattr__(name):
+    # The TVM pass needs TVM (the optional `tvm` extra): imported on first use only, so the
+    # scheduler and the cost model work without it.
+    if name == "CoSAPass":
+        try:
+            from .relax.pass_ import CoSAPass
+        except ImportError as err:
+            if "tvm" not in str(err):
+                raise
+            raise ImportError(f"tvm_cosa.CoSAPass needs TVM ({err}); install it with: "
+                              f"pip install 'tvm_cosa[tvm]'") from err
+        return CoSAPass
+    raise AttributeError(f"module 'tvm_cosa' has no attribute {name!r}")

@@ -8,6 +8,10 @@ the key is the same in every process whatever the hash seed.
 It also remembers which scheduled PrimFuncs (by structural hash and TVM version) built for llvm
 before, so a warm compile does not build-check them again.
 
+An entry also records how hard it was solved (the solver's status and gap, the time limit it
+had): `answers()` lets it answer only a request asking no more than that, so a schedule cut short
+by a time limit or solved to a looser gap is never handed out as optimal.
+
 Default location: `$TVM_COSA_CACHE`, else `~/.cache/tvm_cosa`. Files are written to a temporary
 name and renamed, so two compiles running at once never read half a file; an unreadable entry is a
 miss, not an error.
@@ -27,7 +31,10 @@ from typing import Optional
 
 from ..errors import InputError
 
-FORMAT_VERSION = 1  # bump when the entry layout changes
+FORMAT_VERSION = 2  # bump when the entry layout changes
+
+# The relative gap HiGHS and Gurobi stop at when none is given (both default to 1e-4).
+DEFAULT_MIP_GAP = 1e-4
 
 
 def default_cache_dir() -> Path:
@@ -64,6 +71,29 @@ def cache_key(problem, arch, objective_key, solver: str, solver_version: str) ->
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def solve_quality(info: dict, time_limit: Optional[float]) -> dict:
+    """What a cache entry records of how its mapping was solved (`info`: Mapping.info)."""
+    return {"status": str(info.get("status", "")), "gap": info.get("gap"),
+            "time_limit": time_limit}
+
+
+def answers(quality: Optional[dict], time_limit: Optional[float],
+            mip_gap: Optional[float]) -> bool:
+    """Whether a schedule solved as `quality` says may answer a request with this time limit and
+    gap: an optimal one within the asked gap always; one stopped by its time limit only a request
+    with the same or a shorter limit (a request without a limit solves again)."""
+    if not isinstance(quality, dict):
+        return False
+    status, gap = quality.get("status"), quality.get("gap")
+    if status == "time_limit":
+        limit = quality.get("time_limit")
+        return time_limit is not None and limit is not None and time_limit <= limit
+    if status != "optimal":
+        return False
+    wanted = DEFAULT_MIP_GAP if mip_gap is None else mip_gap
+    return gap is None or gap <= wanted + 1e-12
+
+
 class ScheduleCache:
     """Mapping cache on disk. `ScheduleCache(False)` is a cache that never hits nor stores."""
 
@@ -90,7 +120,8 @@ class ScheduleCache:
     def _file(self, key: str) -> Path:
         return self.path / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> Optional[dict]:
+    def get(self, key: str, accept=None) -> Optional[dict]:
+        """The entry under `key`, if any and if `accept(entry)` (when given) says it will do."""
         if not self.enabled:
             return None
         file = self._file(key)
@@ -103,7 +134,8 @@ class ScheduleCache:
             warnings.warn(f"ignoring unreadable schedule cache entry {file}: {err}")
             self.misses += 1
             return None
-        if not isinstance(entry, dict) or entry.get("format") != FORMAT_VERSION:
+        if (not isinstance(entry, dict) or entry.get("format") != FORMAT_VERSION
+                or (accept is not None and not accept(entry))):
             self.misses += 1
             return None
         self.hits += 1

@@ -40,7 +40,7 @@ from ..mapping import Mapping
 from ..scheduler import Objective
 from ..solvers import solver_version  # a module name, so tests can stand in a version
 from . import solve as solve_mod
-from .cache import ScheduleCache, cache_key
+from .cache import ScheduleCache, answers, cache_key, solve_quality
 from .extract import CONV2D, MATMUL, OpInfo, count_other_ops, extract, op_info
 from .lowering import LoweringError, canonical_matmul_shapes, lower_generic, mark_scheduled
 from .report import FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report
@@ -298,7 +298,7 @@ class _Compilation:
     def _solve_all(self, ops):
         todo = []
         for key, result in self.results.items():
-            entry = self.o.cache.get(self._cache_key(self.problems[key]))
+            entry = self.o.cache.get(self._cache_key(self.problems[key]), accept=self._answers)
             if entry is not None and self._use_cached(result, entry, self.problems[key]):
                 continue
             todo.append(key)
@@ -313,8 +313,14 @@ class _Compilation:
                     self.o.cache.put(self._cache_key(self.problems[key]),
                                      {"mapping": out["mapping"], "evaluation": out["evaluation"],
                                       "check": self.o.check, "solve_time_s": out["solve_time_s"],
+                                      "quality": solve_quality(result.mapping.info,
+                                                               self.o.time_limit),
                                       "problem": str(self.problems[key]),
                                       "arch": self.arch.name})
+
+    def _answers(self, entry: dict) -> bool:
+        """A cached schedule solved at least as hard as this compile asks (time limit, gap)."""
+        return answers(entry.get("quality"), self.o.time_limit, self.o.mip_gap)
 
     def _use_cached(self, result: _Result, entry: dict, problem) -> bool:
         """Take a cached mapping; re-check it when it was checked with another backend."""

@@ -49,6 +49,11 @@ class LayerRecord:
     arch_dtype: str = ""  # the operand type that architecture computes ("" if it does not say)
 
     @property
+    def time_limited(self) -> bool:
+        """The solver stopped at its time limit: the schedule may not be optimal."""
+        return self.solver_status == "time_limit"
+
+    @property
     def cycles_over_bound(self) -> Optional[float]:
         if not self.cycles or not self.lower_bound_cycles:
             return None
@@ -102,6 +107,9 @@ class Report:
                 f"{counts[UNSUPPORTED]} unsupported; "
                 f"{self.unique_layers} unique shapes, {self.solved} solved, "
                 f"{self.cache.get('hits', 0)} from the cache")
+        limited = sum(1 for r in self.records if r.time_limited and r.same_as is None)
+        if limited:
+            text += f"; {limited} stopped at the time limit (may not be optimal)"
         if self.timings:
             text += "; " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
         return text
@@ -121,7 +129,9 @@ class Report:
                 notes.setdefault(r.reason, []).append(r.index)
                 lowering += f" [{list(notes).index(r.reason) + 1}]"
             rows.append([
-                str(r.index), r.op, r.shape, r.dtype, r.status + (" (cache)" if r.cached else ""),
+                str(r.index), r.op, r.shape, r.dtype,
+                r.status + (" (cache)" if r.cached else "")
+                + (" (time limit)" if r.time_limited else ""),
                 _num(r.cycles), _num(r.lower_bound_cycles),
                 "" if r.utilization is None else f"{100 * r.utilization:.0f}%",
                 "" if r.energy_pJ is None else f"{r.energy_pJ / 1e6:.2f}"

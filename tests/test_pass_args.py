@@ -87,3 +87,62 @@ def test_cli_not_an_onnx_file(tmp_path):
     bad.write_bytes(b"\x00 not a protobuf \xff" * 10)
     result = CliRunner().invoke(main, ["compile", str(bad), "--arch", "simba"])
     assert result.exit_code != 0 and "not a readable ONNX model" in result.output
+
+
+# ---- the exit status says whether the compile did what was asked ------------------------------
+def test_cli_missing_solver_exits_non_zero_before_any_work(model_file, monkeypatch):
+    import tvm_cosa.solvers as solvers
+
+    monkeypatch.setattr(solvers, "available_solvers", lambda: ["highs"])
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--arch", "simba",
+                                       "--solver", "gurobi", "--no-cache"])
+    assert result.exit_code == 1
+    assert "--solver gurobi" in result.output and "use --solver highs" in result.output
+    assert "solver=" not in result.output and "Traceback" not in result.output
+
+
+def test_cli_timeloop_check_without_timeloop_names_the_option(model_file, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("TIMELOOP_DIR", raising=False)
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--arch", "simba",
+                                       "--check", "timeloop", "--no-cache"])
+    assert result.exit_code == 1
+    assert "use --check builtin" in result.output and "backend=" not in result.output
+
+
+def test_cli_no_layer_scheduled_exits_non_zero_with_one_summary(model_file, monkeypatch):
+    import tvm_cosa.scheduler
+    from tvm_cosa.errors import InfeasibleError
+
+    def refuse(problem, arch, **kw):
+        raise InfeasibleError("buffer too small (test)")
+
+    monkeypatch.setattr(tvm_cosa.scheduler, "schedule", refuse)
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--arch", "simba",
+                                       "--no-cache", "--jobs", "1", "--no-build"])
+    assert result.exit_code == 1
+    records = [line for line in result.output.splitlines() if "buffer too small" in line]
+    # the summary: one line for the reason, listing every layer; no Python warning text
+    assert any("keep TVM's default schedule" in line for line in result.output.splitlines())
+    assert any(line.lstrip().startswith("#") and "infeasible: buffer too small" in line
+               for line in records)
+    assert "FallbackWarning" not in result.output and "warnings.warn" not in result.output
+    assert "none of the model's" in result.output
+
+
+def test_cli_some_layers_falling_back_still_succeeds(model_file, monkeypatch):
+    import tvm_cosa.scheduler
+    from tvm_cosa.errors import InfeasibleError
+
+    real = tvm_cosa.scheduler.schedule
+
+    def refuse_matmul(problem, arch, **kw):
+        if problem.kind == "matmul":
+            raise InfeasibleError("no room (test)")
+        return real(problem, arch, **kw)
+
+    monkeypatch.setattr(tvm_cosa.scheduler, "schedule", refuse_matmul)
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--arch", "simba",
+                                       "--no-cache", "--jobs", "1", "--no-build"])
+    assert result.exit_code == 0, result.output
+    assert "keep TVM's default schedule" in result.output and "no room (test)" in result.output

@@ -2,7 +2,28 @@
 
 
 class CoSAError(Exception):
-    """Base class of every error tvm_cosa raises on purpose."""
+    """Base class of every error tvm_cosa raises on purpose.
+
+    `option`: a (parameter, value) pair that avoids the error. The message says it as Python
+    (`backend='builtin'`); the command line says it as its own option (`--backend builtin`)
+    through `cli_message`.
+    """
+
+    def __init__(self, message="", *, option=None):
+        self.message, self.option = str(message), option
+        super().__init__(self._with_option(f"{option[0]}={option[1]!r}" if option else None))
+
+    def _with_option(self, remedy):
+        return f"{self.message}, or use {remedy}" if remedy else self.message
+
+    def cli_message(self, flags=None) -> str:
+        """The message with its remedy as a command-line option; `flags` maps a parameter to
+        the command's option name when they differ (e.g. {"backend": "--check"})."""
+        if not self.option:
+            return str(self)
+        name, value = self.option
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        return self._with_option(f"{flag} {value}")
 
 
 class InputError(CoSAError, ValueError):

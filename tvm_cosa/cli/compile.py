@@ -12,7 +12,8 @@ matches the model (--dtype), lowered onto the ISA and built with the c target ag
 functional model. With --verify the built module runs on seeded random inputs and its outputs are
 compared with onnxruntime's. --emit-c writes the C code of a Gemmini compile with the functional
 model and a Makefile. A layer that cannot be scheduled keeps TVM's default schedule and is marked
-in the report; the compile goes on.
+in the report; the compile goes on, and the fallbacks are summed up after the table. The command
+exits non-zero when the asked solver or checker is not installed, or when no layer was scheduled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 import click
 
 from ..errors import CoSAError, InputError
+from .common import (fallback_summary, fallback_warnings_collected, require_check,
+                     require_scheduled, require_solver)
 
 SOLVERS = ("auto", "highs", "gurobi")
 CHECKS = ("auto", "timeloop", "builtin", "none")
@@ -95,6 +98,8 @@ def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, job
     from ..architecture_yaml import load_architecture
     from ..relax import frontend
 
+    require_solver(solver)
+    require_check(check)
     options = dict(solver=solver, check=None if check == "none" else check,
                    cache=False if no_cache else cache_dir, jobs=jobs, time_limit=time_limit,
                    progress=sys.stderr.isatty())
@@ -106,17 +111,22 @@ def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, job
         shapes = _parse_shapes(input_shapes)
         started = time.perf_counter()
         mod = frontend.import_onnx(onnx_model, shapes)
-        if gemmini:
-            from ..target.gemmini import flow
+        with fallback_warnings_collected():
+            if gemmini:
+                from ..target.gemmini import flow
 
-            compiled = flow.compile_module(mod, arch, dtype=dtype, **options)
-            mod, report, config = compiled.mod, compiled.report, compiled.config
-        else:
-            mod, report = frontend.compile_model(mod, arch, layout=layout, **options)
+                compiled = flow.compile_module(mod, arch, dtype=dtype, **options)
+                mod, report, config = compiled.mod, compiled.report, compiled.config
+            else:
+                mod, report = frontend.compile_model(mod, arch, layout=layout, **options)
     except CoSAError as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(err.cli_message({"backend": "--check"})) from None
     click.echo(report.table())
+    summary = fallback_summary(report)
+    if summary:
+        click.echo(summary)
     _save(report, report_path, csv_path, plot_path)
+    require_scheduled(report)
     if emit_dir:
         _emit_c(mod, config, emit_dir)
     if not (build or verify or export_path):

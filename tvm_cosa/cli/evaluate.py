@@ -60,7 +60,7 @@ def evaluate(arch_spec, mapspace, backend, timeloop_path, as_json, compare, prob
             return
         result = check(mapping, problem, arch, backend=backend, timeloop=timeloop_path)
     except CoSAError as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(err.cli_message()) from None
     if as_json:
         click.echo(json.dumps(result.to_summary(rounded=True), indent=1))
     else:

@@ -72,7 +72,7 @@ def run_timeloop(mapping, problem, arch, *, timeloop=None, timeout: float = 300.
     if binary is None:
         where = f"'{timeloop}'" if timeloop else "$TIMELOOP_DIR or PATH"
         raise TimeloopError(f"{BINARY} not found in {where}; install Timeloop, put {BINARY} on "
-                            "PATH or set TIMELOOP_DIR, or use backend='builtin'")
+                            "PATH or set TIMELOOP_DIR", option=("backend", "builtin"))
     if workdir is not None:
         folder = Path(workdir)
         folder.mkdir(parents=True, exist_ok=True)

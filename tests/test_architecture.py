@@ -493,6 +493,12 @@ BAD_SHORT = [
     (SHORT.replace("keeps: [Weights]", "keeps: {Weights: 1}"), "levels[0].keeps",
      "expected a list of names"),
     ("macs: {instances: 4}\nlevels: [[DRAM]]", "levels[0]", "expected a mapping"),
+    (SHORT.replace("keeps: [Inputs, Outputs]", "keeps: [Inputs, Outputs], spatial_x: [reducton]"),
+     "levels[1].spatial_x", "unknown dimension or role 'reducton'", "output_channel"),
+    (SHORT.replace("keeps: [Inputs, Outputs]", "keeps: [Inputs, Outputs], spatial_y: [C, k]"),
+     "levels[1].spatial_y", "unknown dimension or role 'k'"),
+    (SHORT.replace("keeps: [Inputs, Outputs]", "keeps: [Inputs, Outputs], row_dims: {Inputs: Cin}"),
+     "levels[1].row_dims.Inputs", "unknown dimension or role 'Cin'"),
 ]
 
 BAD_FILES = [

@@ -162,3 +162,34 @@ def test_usage_errors(layers, tmp_path):
     result = run("--arch", "simba", "--timeloop-map", tmp_path / "maps", layers[0], twin)
     assert result.exit_code == 2 and "would both be written to conv.map.yaml" in result.stderr
     assert not (tmp_path / "maps").exists()  # nothing solved or written
+
+
+# ---- a CoSA-format architecture read without its mapspace --------------------------------------
+DATA = Path(__file__).parent / "data"
+SIMBA_ARCH = DATA / "arch" / "simba.yaml"
+SIMBA_MAPSPACE = DATA / "arch" / "simba-mapspace.yaml"
+
+
+def test_missing_mapspace_is_named_when_the_layer_is_infeasible():
+    from tvm_cosa import schedule
+    from tvm_cosa.errors import InfeasibleError
+
+    layer = Problem.conv2d(K=64, C=64, P=14, Q=14, R=3, S=3)
+    bare = load_architecture(SIMBA_ARCH)
+    with pytest.raises(InfeasibleError) as err:
+        schedule(layer, bare)
+    assert "mapspace (bypass) file is probably missing" in str(err.value)
+    assert "mapspace='MAPSPACE.yaml'" in str(err.value)
+    # with its mapspace the same file schedules, and no hint is attached anywhere
+    mapping = schedule(layer, load_architecture(SIMBA_ARCH, mapspace=SIMBA_MAPSPACE))
+    assert check_mapping(mapping, layer, load_architecture(SIMBA_ARCH, mapspace=SIMBA_MAPSPACE)) \
+        == []
+
+
+def test_missing_mapspace_hint_in_the_cli_speaks_cli(layers):
+    result = CliRunner().invoke(main, ["schedule", "--arch", str(SIMBA_ARCH), str(layers[0])])
+    assert result.exit_code != 0
+    assert "--mapspace MAPSPACE.yaml" in result.output and "mapspace=" not in result.output
+    ok = CliRunner().invoke(main, ["schedule", "--arch", str(SIMBA_ARCH), "--mapspace",
+                                   str(SIMBA_MAPSPACE), str(layers[0])])
+    assert ok.exit_code == 0, ok.output

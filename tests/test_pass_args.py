@@ -146,3 +146,14 @@ def test_cli_some_layers_falling_back_still_succeeds(model_file, monkeypatch):
                                        "--no-cache", "--jobs", "1", "--no-build"])
     assert result.exit_code == 0, result.output
     assert "keep TVM's default schedule" in result.output and "no room (test)" in result.output
+
+
+def test_cli_cosa_arch_without_its_mapspace_says_so(model_file):
+    from pathlib import Path
+
+    arch = Path(__file__).parent / "data" / "arch" / "simba.yaml"
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--arch", str(arch),
+                                       "--no-cache", "--jobs", "1", "--no-build"])
+    assert result.exit_code == 1
+    assert "give its bypass file with --mapspace FILE" in result.output
+    assert "Traceback" not in result.output

@@ -105,6 +105,9 @@ def test_read_mapping_rules():
     ({"target": "DRAM", "type": "loop"}, "unknown type"),
     ({"target": "DRAM", "type": "temporal", "permutation": "RRS"}, "repeats"),
     ({"target": "DRAM", "type": "bypass", "keep": ["Psums"]}, "must list tensors"),
+    ({"target": "DRAM", "type": "temporal", "factor": "K=16"}, r"unknown key\(s\) \['factor'\]"),
+    ({"target": "DRAM", "type": "temporal", "factors": "K=16", "split": 1}, "'split'"),
+    ({"target": "DRAM", "type": "bypass", "keeps": ["Inputs"]}, r"\['keeps'\].*'bypass', 'keep'"),
 ])
 def test_read_mapping_errors(entry, message):
     problem = Problem.conv2d(K=16, C=16, P=4, Q=4)

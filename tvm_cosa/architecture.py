@@ -107,6 +107,9 @@ class Architecture:
     levels: tuple[MemoryLevel, ...]  # innermost first; the last is the backing store (DRAM)
     # The Timeloop file this came from, passed to Timeloop unchanged (None: write our own).
     timeloop_spec: Optional[dict] = field(default=None, compare=False, hash=False)
+    # Read from a CoSA / Timeloop 0.3 file, whose bypass pattern usually lives in a separate
+    # mapspace file, and none was applied: an infeasible layer then says so.
+    mapspace_missing: bool = field(default=False, compare=False, hash=False)
 
     def __post_init__(self):
         if not self.levels:

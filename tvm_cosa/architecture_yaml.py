@@ -69,7 +69,7 @@ import yaml
 
 from .architecture import Architecture, Arithmetic, MemoryLevel
 from .errors import InputError
-from .problem import TENSOR_NAMES
+from .problem import DIMENSION_ROLES, TENSOR_NAMES, is_dimension_token
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = ("simba", "gemmini")
@@ -92,6 +92,7 @@ def load_architecture(arch, mapspace=None, *, name: Optional[str] = None) -> Arc
     if mapspace is not None:
         source = mapspace if isinstance(mapspace, (str, Path)) else "mapspace"
         result = apply_mapspace(result, _as_dict(mapspace), source)
+        result = replace(result, mapspace_missing=False)
     return result
 
 
@@ -119,7 +120,7 @@ def _parse(arch, name) -> Architecture:
         return short if name or "name" in data or stem is None else replace(short, name=stem)
     name = name or stem or "architecture"
     if "arch" in data:
-        return from_timeloop_v03(data, name=name, source=source)
+        return replace(from_timeloop_v03(data, name=name, source=source), mapspace_missing=True)
     if "architecture" in data:
         body = data["architecture"]
         if isinstance(body, MappingT) and "nodes" in body:
@@ -707,9 +708,21 @@ def _short_level(spec, source, path, outermost, default_word_bits) -> MemoryLeve
         network_word_bits=f.integer("network_word_bits"),
         read_energy_pJ=f.number("read_energy_pJ", positive=False),
         write_energy_pJ=f.number("write_energy_pJ", positive=False),
-        spatial_dims_x=f.strings("spatial_x"), spatial_dims_y=f.strings("spatial_y"),
+        spatial_dims_x=_dimension_tokens(f, "spatial_x"),
+        spatial_dims_y=_dimension_tokens(f, "spatial_y"),
         row_dims=_row_dims(f, keeps),
     )
+
+
+def _dimension_tokens(f: _Fields, key: str):
+    """`spatial_x` / `spatial_y`: dimension letters or roles; a typo is an error, not a silently
+    empty constraint."""
+    tokens = f.strings(key)
+    for token in tokens or ():
+        if not is_dimension_token(token):
+            raise f.error(key, f"unknown dimension or role {token!r}; expected dimension letters "
+                               f"(C, K, P, ...) or roles ({', '.join(DIMENSION_ROLES)})")
+    return tokens
 
 
 def _row_dims(f: _Fields, keeps) -> tuple:
@@ -721,6 +734,9 @@ def _row_dims(f: _Fields, keeps) -> tuple:
         if t not in keeps:
             raise rows.error(t, f"a row dimension for {t}, which the level does not keep "
                                 f"(keeps {sorted(keeps)})")
+        if not is_dimension_token(rows.text(t)):
+            raise rows.error(t, f"unknown dimension or role {rows.text(t)!r}; expected a "
+                                f"dimension letter or a role ({', '.join(DIMENSION_ROLES)})")
     return tuple(sorted((t, rows.text(t)) for t in rows.data))
 
 

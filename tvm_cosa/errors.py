@@ -6,15 +6,17 @@ class CoSAError(Exception):
 
     `option`: a (parameter, value) pair that avoids the error. The message says it as Python
     (`backend='builtin'`); the command line says it as its own option (`--backend builtin`)
-    through `cli_message`.
+    through `cli_message`. `remedy`: how the option joins the message ({option} is replaced).
     """
 
-    def __init__(self, message="", *, option=None):
-        self.message, self.option = str(message), option
+    def __init__(self, message="", *, option=None, remedy=", or use {option}"):
+        self.message, self.option, self.remedy = str(message), option, remedy
         super().__init__(self._with_option(f"{option[0]}={option[1]!r}" if option else None))
 
-    def _with_option(self, remedy):
-        return f"{self.message}, or use {remedy}" if remedy else self.message
+    def _with_option(self, option_text):
+        if not option_text:
+            return self.message
+        return self.message + self.remedy.format(option=option_text)
 
     def cli_message(self, flags=None) -> str:
         """The message with its remedy as a command-line option; `flags` maps a parameter to

@@ -49,6 +49,15 @@ class Tensor:
         return any(len(axis) > 1 for axis in self.axes)
 
 
+# What a hardware constraint may name instead of a dimension letter (see Problem.dims_with_role).
+DIMENSION_ROLES = ("reduction", "output_channel", "window", "pixel")
+
+
+def is_dimension_token(token: str) -> bool:
+    """A role, or a dimension name as Timeloop writes them (an upper-case letter)."""
+    return token in DIMENSION_ROLES or (len(token) == 1 and token.isupper())
+
+
 @dataclass(frozen=True)
 class Problem:
     """A layer: ordered dimension sizes, tensors, and the parameters it was built from."""
@@ -133,8 +142,8 @@ class Problem:
             "pixel": lambda d: idx(i, d) and idx(o, d) and not idx(w, d),
         }.get(role)
         if test is None:
-            raise InputError(f"unknown dimension role {role!r}; expected reduction, "
-                             "output_channel, window or pixel")
+            raise InputError(f"unknown dimension role {role!r}; expected one of "
+                             f"{', '.join(DIMENSION_ROLES)}")
         return frozenset(d for d in self.dims if test(d))
 
     def resolve_dims(self, tokens) -> frozenset[str]:
@@ -143,7 +152,7 @@ class Problem:
         for tok in tokens:
             if tok in self.size:
                 out.add(tok)
-            elif tok in ("reduction", "output_channel", "window", "pixel"):
+            elif tok in DIMENSION_ROLES:
                 out |= self.dims_with_role(tok)
         return frozenset(out)
 

@@ -52,15 +52,24 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
     began = time.perf_counter()
     if min_utilization is not None and not 0 < min_utilization <= 1:
         raise InputError(f"min_utilization must be in (0, 1], got {min_utilization!r}")
-    model = build_model(problem, arch, objective, keeps=keeps, tile_levels=tile_levels,
-                        global_buffer=global_buffer, min_utilization=min_utilization)
-    built = time.perf_counter() - began
-    # A feasible start (every loop at the outermost level) guarantees a schedule on a time-out
-    start = model.start_values() if time_limit is not None and not min_utilization else None
-    result = solve(model.m, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
-                   start=start)
-    if not result.has_solution:
-        _raise_unsolved(model, result, time_limit)
+    try:
+        model = build_model(problem, arch, objective, keeps=keeps, tile_levels=tile_levels,
+                            global_buffer=global_buffer, min_utilization=min_utilization)
+        built = time.perf_counter() - began
+        # A feasible start (every loop at the outermost level) guarantees a schedule on a
+        # time-out
+        start = model.start_values() if time_limit is not None and not min_utilization else None
+        result = solve(model.m, solver, time_limit=time_limit, mip_gap=mip_gap,
+                       threads=threads, start=start)
+        if not result.has_solution:
+            _raise_unsolved(model, result, time_limit)
+    except InfeasibleError as err:
+        if not arch.mapspace_missing or keeps is not None:
+            raise
+        raise InfeasibleError(
+            f"{err}. {arch.name} was read from a CoSA / Timeloop 0.3 file without a mapspace, so "
+            "every level keeps every tensor: its mapspace (bypass) file is probably missing",
+            option=("mapspace", "MAPSPACE.yaml"), remedy="; give it with {option}") from err
     mapping = model.decode(result.values)
     checked_arch = _arch_with_keeps(arch, model) if keeps is not None else arch
     violations = check_mapping(mapping, problem, checked_arch)

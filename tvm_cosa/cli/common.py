@@ -61,7 +61,7 @@ def fallback_summary(report) -> str:
     return "\n".join(lines)
 
 
-def require_scheduled(report) -> None:
+def require_scheduled(report, arch=None) -> None:
     """A compile that scheduled nothing did not do what was asked: exit non-zero."""
     from ..relax.report import SCHEDULED, UNSUPPORTED
 
@@ -70,5 +70,9 @@ def require_scheduled(report) -> None:
         raise click.ClickException("the model has no conv2d or matmul this compiler schedules: "
                                    "nothing was scheduled")
     if not report.by_status(SCHEDULED):
+        hint = ""
+        if getattr(arch, "mapspace_missing", False):
+            hint = (f"; {arch.name} is a CoSA / Timeloop 0.3 file read without a mapspace, so "
+                    "every level keeps every tensor: give its bypass file with --mapspace FILE")
         raise click.ClickException(f"none of the model's {len(candidates)} conv2d / matmul "
-                                   "operators could be scheduled (reasons above)")
+                                   f"operators could be scheduled (reasons above){hint}")

@@ -126,7 +126,7 @@ def compile_(model, arch_spec, mapspace, solver, check, cache_dir, no_cache, job
     if summary:
         click.echo(summary)
     _save(report, report_path, csv_path, plot_path)
-    require_scheduled(report)
+    require_scheduled(report, arch)
     if emit_dir:
         _emit_c(mod, config, emit_dir)
     if not (build or verify or export_path):

@@ -124,10 +124,10 @@ def _schedule_one(run_scheduler, problem, arch, path, **options):
     except (InfeasibleError, SolverError) as err:
         status = "infeasible" if isinstance(err, InfeasibleError) else "solver_error"
         record.update(solver=options["solver"], status=status, solve_time_s=None,
-                      objective=None, valid=False, error=str(err))
+                      objective=None, valid=False, error=err.cli_message())
         return record, None
     except CoSAError as err:
-        raise click.ClickException(f"{path}: {err}") from None
+        raise click.ClickException(f"{path}: {err.cli_message()}") from None
     info = mapping.info
     violations = check_mapping(mapping, problem, arch)
     record.update(

@@ -95,6 +95,7 @@ def read_mapping(path_or_data, problem, arch, *, keep_unlisted: bool = True) -> 
         if not isinstance(entry, MappingT):
             raise InputError(f"expected a mapping entry, got {entry!r}", source=source,
                              field=field)
+        _check_entry_keys(entry, source, field)
         target = str(entry.get("target", "")).strip()
         if target not in arch.level_names:
             raise InputError(f"target {target!r} is not a level of {arch.name}; levels are "
@@ -130,6 +131,21 @@ def read_mapping(path_or_data, problem, arch, *, keep_unlisted: bool = True) -> 
         if lv.keeps is None:  # Timeloop: a level without a bypass entry keeps everything
             lv.keeps = all_tensors if keep_unlisted else frozenset(level.keeps)
     return Mapping(levels, info={"source": source})
+
+
+# The keys Timeloop's map parser reads, per entry type; anything else is most likely a typo that
+# Timeloop itself would ignore silently.
+ENTRY_KEYS = {"temporal": {"factors", "permutation"},
+              "spatial": {"factors", "permutation", "split"},
+              "bypass": {"keep", "bypass"}, "datatype": {"keep", "bypass"}}
+
+
+def _check_entry_keys(entry, source, field):
+    allowed = {"target", "type"} | ENTRY_KEYS.get(entry.get("type"), set())
+    unknown = sorted(str(k) for k in entry if k not in allowed)
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown} in a {entry.get('type')} entry; expected "
+                         f"{sorted(allowed)}", source=source, field=f"{field}.{unknown[0]}")
 
 
 def _nontrivial(factors: dict) -> dict:

@@ -10,7 +10,6 @@ layer fits this configuration; the reason says why).
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 OK, PARTIAL, INFEASIBLE = "ok", "partial", "infeasible"
@@ -132,7 +131,7 @@ def plot(rows, path, *, title="") -> Path:
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.2 * max(1, len(models)), 4.2),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     ok = [r for r in rows if r["status"] == OK]
     areas = [r["area_mm2_estimate"] for r in ok] or [0.0, 1.0]
     norm = matplotlib.colors.Normalize(vmin=min(areas), vmax=max(areas))
@@ -163,6 +162,3 @@ def plot(rows, path, *, title="") -> Path:
     plt.close(fig)
     return Path(path)
 
-
-def finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))

@@ -20,7 +20,6 @@ is an `InputError` naming the key and the value, not a failure in the middle of 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,7 +274,7 @@ def _point_error(values, err, source) -> InputError:
     field = getattr(err, "field", None)
     names = [n for n, _ in values]
     key = next((n for n in names if field and (n == field or n.endswith("." + str(field)))),
-               None)
+               names[0] if len(names) == 1 else None)  # a default broken by the one param
     point = ", ".join(f"{n}={v!r}" for n, v in values)
     where = f"params.{key}" if key else "params"
     return InputError(f"the point ({point}) is not a valid configuration: {err}",

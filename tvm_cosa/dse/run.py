@@ -68,9 +68,11 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
     if evaluate not in EVALUATORS:
         raise InputError(f"evaluate must be one of {EVALUATORS}, got {evaluate!r}",
                          field="evaluate")
+    began = time.perf_counter()
     if not isinstance(space, Space):
         space = load_space(space)
     models = _models(models)
+    load_s = time.perf_counter() - began
     objective = objective or Objective()
     cache = ScheduleCache(cache)
     version = solver_version(solver)
@@ -78,7 +80,6 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
                ("time_limit", time_limit), ("mip_gap", mip_gap))
     layer_index, problems = _unique_layers(models)
 
-    began = time.perf_counter()
     outcomes, todo, keys = {}, [], {}
     crash_marker = os.environ.get(CRASH_ONCE_ENV) or None
     for point in space.points:
@@ -93,7 +94,8 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
 
     stats = {"configurations": len(space.points), "models": len(models),
              "unique_layers": len(problems), "tasks": len(space.points) * len(problems),
-             "cached": len(outcomes), "solved": 0, "retried": 0, "worker_failures": 0}
+             "cached": len(outcomes), "solved": 0, "retried": 0, "worker_failures": 0,
+             "load_s": load_s, "driver_s": 0.0}
     task_times = []
     backend = make_backend(jobs, ray, max_retries)
     bar = _progress(stats["tasks"], len(outcomes), progress)
@@ -101,6 +103,7 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
         with backend:
             stats["backend"] = backend.description
             for outcome in backend.run(todo):
+                received = time.perf_counter()
                 task_id = tuple(outcome["id"])
                 outcomes[task_id] = outcome
                 _store(cache, keys[task_id], outcome, problems[task_id[1]], evaluate)
@@ -109,12 +112,13 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
                     stats["worker_failures"] += 1
                 task_times.append((outcome.get("wall_s", 0.0), outcome.get("solve_time_s", 0.0)))
                 bar.update()
+                stats["driver_s"] += time.perf_counter() - received
                 if on_result is not None:
                     on_result(outcome)
     finally:
         bar.close()
         stats["retried"] = backend.retried
-    stats["wall_s"] = time.perf_counter() - began
+    stats["wall_s"] = time.perf_counter() - began  # loading, cache look-ups, tasks, not output
 
     rows = []
     for point in space.points:

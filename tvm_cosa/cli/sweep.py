@@ -61,7 +61,8 @@ def sweep(models, space_path, out_dir, jobs, ray_address, solver, evaluate, time
     s = result.stats
     click.echo(f"{s['configurations']} configurations x {s['models']} model(s), "
                f"{s['unique_layers']} unique layers: {s['tasks']} tasks, {s['cached']} from the "
-               f"cache, {s['solved']} solved on {s['backend']} in {s['wall_s']:.1f} s"
+               f"cache, {s['solved']} solved"
+               + (f" on {s['backend']}" if s['solved'] else "") + f" in {s['wall_s']:.1f} s"
                + (f", {s['retried']} retried after a worker died" if s['retried'] else "")
                + (f", {s['worker_failures']} lost with their workers" if s['worker_failures']
                   else ""))

@@ -14,6 +14,7 @@ Infeasible layers are remembered too (under a key of their own), so they are not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -99,10 +100,12 @@ def sweep(models, space, out=None, *, jobs: int = 2, ray=None, solver: str = "au
     task_times = []
     backend = make_backend(jobs, ray, max_retries)
     bar = _progress(stats["tasks"], len(outcomes), progress)
+    stats["backend"] = "none: every task from the cache"
     try:
-        with backend:
-            stats["backend"] = backend.description
-            for outcome in backend.run(todo):
+        with backend if todo else contextlib.nullcontext():  # nothing to run: start no Ray
+            if todo:
+                stats["backend"] = backend.description
+            for outcome in backend.run(todo) if todo else ():
                 received = time.perf_counter()
                 task_id = tuple(outcome["id"])
                 outcomes[task_id] = outcome

@@ -15,6 +15,8 @@ COMMANDS = {
                 "Compile an ONNX model with CoSAPass and print the per-layer report."),
     "verify": ("tvm_cosa.cli.verify", "verify",
                "Run a model compiled for Gemmini on the functional model against onnxruntime."),
+    "sweep": ("tvm_cosa.cli.sweep", "sweep",
+              "Sweep models over a design space of configurations; report the Pareto front."),
 }
 
 

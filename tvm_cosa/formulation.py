@@ -553,9 +553,26 @@ class ScheduleModel:
                                  if kind == axis and lvl == i)
                 all_spatial.add(expr)
                 m.le(expr, math.log2(fan + 0.5), f"fanout[L{i}{axis}]")
+            self._one_axis_per_dim(i)
         if self.min_utilization:
             need = math.log2(self.min_utilization * self.arch.num_macs)
             m.ge(all_spatial, need - 1e-9, "min_utilization")
+
+    def _one_axis_per_dim(self, i):
+        """A Timeloop map gives each dimension one spatial factor per level, on X or on Y (the
+        `split` of its permutation): a binary per dimension allowed on both axes picks one."""
+        for d in self.dims:
+            on = {axis: [(p, self.n[(d, p, (axis, i))]) for dd, p, _ in self.groups
+                         if dd == d and (d, p, (axis, i)) in self.n]
+                  for axis in (SPATIAL_X, SPATIAL_Y)}
+            if not on[SPATIAL_X] or not on[SPATIAL_Y]:
+                continue
+            on_x = self.m.add_binary(f"onX[{d},L{i}]")
+            for p, v in on[SPATIAL_X]:
+                self.m.le(v - on_x * self.m.ub[next(iter(v))], 0, f"axisX[{d}{p},L{i}]")
+            for p, v in on[SPATIAL_Y]:
+                ub = self.m.ub[next(iter(v))]
+                self.m.le(v + on_x * ub, ub, f"axisY[{d}{p},L{i}]")
 
     def _capacity_constraints(self):
         """Capacity in words, or in rows at a row-addressed level (then the same model with

@@ -273,7 +273,8 @@ def test_random_mappings_agree_with_the_validity_checker(seed, layer, arch_name)
     assert ev.valid == (not violations), (ev.error, violations)
     if not ev.valid:
         kinds = {v.kind for v in violations}
-        expected = "capacity" if "tile size" in ev.error else "fanout"
+        expected = ("split" if "both X and Y" in ev.error else
+                    "capacity" if "tile size" in ev.error else "fanout")
         assert expected in kinds, (ev.error, violations)
         return
     assert ev.cycles >= lower_bound_cycles(layer, arch) >= layer.macs // arch.num_macs

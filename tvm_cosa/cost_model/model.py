@@ -207,6 +207,12 @@ def _factor_error(ctx, loops):
             spatial = {ctx.dims[d]: f for d, f in loops[i][1]}
             return (f"parsing mapping: spatial factors {spatial} at level {L.name}, which feeds "
                     "as many instances as it has (no fan-out below it)")
+        spatial_dims = [d for d, _ in loops[i][1]]
+        for d in set(spatial_dims):
+            if spatial_dims.count(d) > 1:  # on X and on Y: no Timeloop map says that
+                return (f"parsing mapping: dimension {ctx.dims[d]} is split on both X and Y at "
+                        f"level {L.name}; a Timeloop map gives each dimension one spatial "
+                        "factor")
     return None
 
 
@@ -280,11 +286,20 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     per_level = [[] for _ in range(nlev)]
     is_output = ctx.is_output
     ext, above = nest.ext, nest.above
+    ones = (1,) * len(ctx.dims)
+    all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
         # Read-only tensors need partition sizes only for the report (built on demand).
         parts = _partitions(shape, nest, levels[0], nlev) if out else None
+        # What the MACs draw: one operand per compute, except when the innermost loop of the
+        # whole nest is a spatial loop (level 0 to the MACs) over a dimension this tensor does
+        # not depend on: Timeloop (019f107, found by experiment) then counts each MAC's operand
+        # as a one-word tile that changes only when the temporal loops above move it, i.e. it
+        # is reused across the innermost temporal loops the tensor does not depend on.
         child, child_fills = -1, compute
+        if spatial[0] and spatial[0][0][0] not in shape.relevant:
+            child_fills = fills(shape, ones, 1, all_loops)
         top = levels[-1]
         for p in levels:
             # What the children draw: their fills, once per distinct child tile (multicast).

@@ -9,13 +9,12 @@ weighted by the product of (n-1) over their ones. Consequences reproduced here:
 * a transition at loop j (j: 0 -> 1, every inner loop: 1 -> 0) moves the tile by +stride_j on
   j's dimension and by -stride_k (one step, not n_k-1 steps) on each inner loop's dimension, and
   happens (n_j - 1) * prod(n_outer) times in total;
-* a box that moves along exactly one axis and still overlaps the old one costs only the new
-  slice (the halo is reused); moving along two axes, or not overlapping, costs the whole box;
-* a partial move is only granted when the tile's previous transition was its first fill, a
-  whole-box reload, or a partial move the same way (same axis and sign); after a transition
-  that left the tile where it was, or a move the other way, the whole box is fetched again
-  (Timeloop's reset-on-stride-change rule; the "unchanged" case was fixed on the reference runs:
-  e.g. DRAM loops K2 P7 C2, K innermost, reload the whole input tile at every P step);
+* the words a move costs are the new box minus the old one (exact set difference of the
+  axis-aligned boxes: partial overlaps on one or several axes reuse the halo);
+* Timeloop's reset-on-stride-change rule (019f107 `SaveAndSubtractIfSameStride`, on for
+  cnn-layer shapes): a tile remembers the translation of its last move; a move by a different
+  translation (a move that left the tile in place counts as translation zero) discards the old
+  box and fetches the whole new one, and the next move starts afresh (see `_walk`);
 * spatial children whose tiles have the same position (the tensor does not depend on the
   spatial dimension) receive the same data: the parent reads it once (multicast).
 
@@ -26,9 +25,6 @@ so its count is the classic tile x product of the loops from the innermost relev
 from __future__ import annotations
 
 import itertools
-
-ZERO, FULL, PARTIAL = 0, 1, 2
-_STAYED = "Z"  # direction state after a transition that left the tile in place
 
 
 class Nest:
@@ -123,20 +119,19 @@ def fills(shape: TensorShape, tile_ext, full: int, loops) -> int:
         return full
     extents = shape.extents(tile_ext)
     kinds = _transitions(shape, extents, full, loops)
-    if all(k[0] != PARTIAL for k in kinds):
-        # No halo reuse possible: every transition costs all or nothing, whatever came before.
+    if all(size == full for _, size in kinds):
+        # Every transition moves the whole box: no reuse, whatever came before.
         total, weight = 0, 1
         for j in range(len(loops) - 1, -1, -1):
-            n = loops[j][1]
-            if kinds[j][0] == FULL:
-                total += (n - 1) * weight
-            weight *= n
+            total += (loops[j][1] - 1) * weight
+            weight *= loops[j][1]
         return full * (1 + total)
     return full + _walk(kinds, loops, full)
 
 
 def _transitions(shape, extents, full, loops):
-    """Kind of each loop's transition: (ZERO|FULL,) or (PARTIAL, axis, positive?, words)."""
+    """(shift, words) of each loop's transition: the box's shift per axis (the loop one step
+    forward, each inner loop one step back) and the words of the new box not in the old one."""
     out = []
     dim_axes = shape.dim_axes
     reset = [0] * len(extents)  # axis shift of the inner loops going back from 1 to 0
@@ -145,45 +140,41 @@ def _transitions(shape, extents, full, loops):
         shift = list(reset)
         for a, c in terms:
             shift[a] += c * stride
-        moved = [a for a, s in enumerate(shift) if s]
-        if not moved:
-            out.append((ZERO,))
-        elif len(moved) == 1 and abs(shift[moved[0]]) < extents[moved[0]]:
-            a = moved[0]
-            out.append((PARTIAL, a, shift[a] > 0, full // extents[a] * abs(shift[a])))
+        if any(shift):
+            overlap = 1
+            for e, v in zip(extents, shift):
+                overlap *= max(0, e - abs(v))
+            out.append((tuple(shift), full - overlap))
         else:
-            out.append((FULL,))
+            out.append((tuple(shift), 0))
         for a, c in terms:
             reset[a] -= c * stride
     return out
 
 
 def _walk(kinds, loops, full) -> int:
-    """Weighted sum of deltas over Timeloop's 0/1 iteration order, tracking the move direction.
+    """Weighted sum of deltas over Timeloop's 0/1 iteration order, with its reset-on-stride-
+    change rule (`OperationSpace::SaveAndSubtractIfSameStride`): a tile keeps the translation
+    of its last move (None after its first fill or a reset); a move by that same translation,
+    or any move when there is none, costs the set difference of the boxes (nothing when the
+    box stays in place) and records the translation; a move by another translation (a zero
+    one included) discards the old box: the whole box is fetched and the translation reset.
 
-    block(j, g): total of the loops 0..j-1 run once through, entered with direction state g,
-    and the state it leaves. States: None (free: after the first fill or a whole reload),
-    _STAYED (the last transition left the tile in place), or (axis, positive?) after a partial
-    move. Built bottom-up for every state (there are few): block(j+1, g) = block(j, g), then
-    loop j's transition, then block(j, .) again, (n_j - 1) times over.
+    block(j, g): total of the loops 0..j-1 run once through, entered with translation state g,
+    and the state it leaves. Built bottom-up for every state (there are few):
+    block(j+1, g) = block(j, g), then loop j's transition and block(j, .), weighted n_j - 1
+    (Timeloop runs iteration 1 once for the n_j - 1 iterations after the first).
     """
-    states = [None, _STAYED] + list({(k[1], k[2]) for k in kinds if k[0] == PARTIAL})
+    states = [None] + list({shift for shift, _ in kinds})
     table = {g: (0, g) for g in states}
-    for kind, (_, n, _) in zip(kinds, loops):
-        code = kind[0]
+    for (shift, size), (_, n, _) in zip(kinds, loops):
         new = {}
         for g in states:
             t1, g1 = table[g]
-            if code == ZERO:
-                delta, g2 = 0, _STAYED
-            elif code == FULL:
-                delta, g2 = full, None
+            if g1 is None or g1 == shift:
+                delta, g2 = size, shift
             else:
-                direction = (kind[1], kind[2])
-                if g1 is None or g1 == direction:
-                    delta, g2 = kind[3], direction
-                else:
-                    delta, g2 = full, None
+                delta, g2 = full, None
             t2, g3 = table[g2]
             new[g] = (t1 + (n - 1) * (delta + t2), g3)
         table = new

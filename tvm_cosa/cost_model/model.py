@@ -30,7 +30,7 @@ from collections import OrderedDict
 from ..errors import InputError
 from ..problem import Problem
 from . import energy as _energy
-from .nest import Nest, TensorShape, distinct_children, fills
+from .nest import Nest, TensorShape, distinct_children, fills, mac_operand_accesses
 from .result import Evaluation, LevelStats, TensorStats
 
 
@@ -286,25 +286,30 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     per_level = [[] for _ in range(nlev)]
     is_output = ctx.is_output
     ext, above = nest.ext, nest.above
-    ones = (1,) * len(ctx.dims)
+    if spatial[0]:
+        # The grid Timeloop lays the MACs of one level-0 instance on (physical or used).
+        used_x = math.prod(n for _, n, _ in spatial[0][:nest.spatial_x_count[0]])
+        used_y = math.prod(n for _, n, _ in spatial[0][nest.spatial_x_count[0]:])
+        fx, fy = ctx.levels[0].fanout
+        mac_mesh = (max(fx, used_x), max(fy, used_y))
     all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
         # Read-only tensors need partition sizes only for the report (built on demand).
         parts = _partitions(shape, nest, levels[0], nlev) if out else None
-        # What the MACs draw: one operand per compute, except when the innermost loop of the
-        # whole nest is a spatial loop (level 0 to the MACs) over a dimension this tensor does
-        # not depend on: Timeloop (019f107, found by experiment) then counts each MAC's operand
-        # as a one-word tile that changes only when the temporal loops above move it, i.e. it
-        # is reused across the innermost temporal loops the tensor does not depend on.
-        child, child_fills = -1, compute
-        if spatial[0] and spatial[0][0][0] not in shape.relevant:
-            child_fills = fills(shape, ones, 1, all_loops)
+        # What the MACs draw: one operand per compute (and per multicast group below level
+        # 0); with a fan-out from level 0 to the MACs, Timeloop's link transfers between
+        # neighbouring MACs save some of those reads (`mac_operand_accesses`).
+        child, child_fills, first_fanout = -1, compute, 0
+        if spatial[0]:
+            child_fills = mac_operand_accesses(shape, spatial[0], nest.spatial_x_count[0],
+                                               mac_mesh, all_loops)
+            first_fanout = 1
         top = levels[-1]
         for p in levels:
             # What the children draw: their fills, once per distinct child tile (multicast).
             content = child_fills
-            for j in range(child + 1, p + 1):
+            for j in range(max(child + 1, first_fanout), p + 1):
                 if spatial[j]:
                     content *= distinct_children(shape, spatial[j])
             f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])

@@ -37,7 +37,8 @@ class Nest:
     `above[i]`: the temporal loops of levels i+1.. (innermost first).
     """
 
-    __slots__ = ("temporal", "spatial", "ext", "block_ext", "above", "compute_cycles")
+    __slots__ = ("temporal", "spatial", "spatial_x_count", "ext", "block_ext", "above",
+                 "compute_cycles")
 
     def __init__(self, ndims, levels):
         """`levels[i]` = (temporal ((dim, n), ...) innermost first, spatial ((dim, n), ...))."""
@@ -64,6 +65,9 @@ class Nest:
         self.temporal, self.spatial = tuple(temporal), tuple(spatial)
         self.ext, self.block_ext, self.above = tuple(ext), tuple(block_ext), tuple(above)
         self.compute_cycles = compute
+        # How many of each level's spatial loops are on X (they come first in `spatial`).
+        self.spatial_x_count = tuple(level[2] if len(level) > 2 else len(level[1])
+                                     for level in levels)
 
 
 class TensorShape:
@@ -179,6 +183,73 @@ def _walk(kinds, loops, full) -> int:
             new[g] = (t1 + (n - 1) * (delta + t2), g3)
         table = new
     return table[None][0]
+
+
+_MAC_CACHE: dict = {}
+
+
+def mac_operand_accesses(shape: TensorShape, spatial, x_loops: int, mesh, loops) -> int:
+    """Words level 0 delivers to its MACs over the run when the innermost loop of the nest is
+    spatial (a fan-out from level 0 to the MACs), as Timeloop 019f107 counts them.
+
+    Each step of the walk over the temporal loops `loops` (innermost first), every MAC needs
+    one word; MACs needing the same word share one read (multicast). With link transfers
+    (on by default in Timeloop), a MAC whose word equals the word a mesh neighbour (left,
+    right, up or down, not wrapping around) needed at the previous step gets it over the link
+    instead; Timeloop takes the link version of a step when it reads fewer words. MACs are
+    numbered with the innermost spatial loop fastest, X loops before Y loops, and laid out on
+    a grid `mesh` = (X, Y) wide (the larger of the physical and the used fan-out), row by row.
+
+    `spatial`: ((dim, n, stride), ...) of level 0's spatial loops, the first `x_loops` on X.
+    """
+    key = (shape.axes, spatial, x_loops, mesh, loops)
+    hit = _MAC_CACHE.get(key)
+    if hit is not None:
+        return hit
+    naxes = len(shape.axes)
+    counts = [n for _, n, _ in spatial]
+    offsets = []
+    for idx in itertools.product(*(range(n) for n in reversed(counts))):
+        idx = idx[::-1]  # innermost loop fastest
+        off = [0] * naxes
+        for (d, _, stride), i in zip(spatial, idx):
+            for a, c in shape.dim_axes.get(d, ()):
+                off[a] += c * stride * i
+        offsets.append(tuple(off))
+    total_elems = len(offsets)
+    distinct = len(set(offsets))
+    h_size, v_size = mesh
+    neighbours = []
+    for e in range(total_elems):
+        h, v = e % h_size, e // h_size
+        near = []
+        for hh, vv in ((h - 1, v), (h + 1, v), (h, v - 1), (h, v + 1)):
+            if 0 <= hh < h_size and 0 <= vv < v_size:
+                n = vv * h_size + hh
+                if n < total_elems:
+                    near.append(n)
+        neighbours.append(near)
+
+    def step(shift):
+        linked = {e for e in range(total_elems)
+                  if any(tuple(a - b for a, b in zip(offsets[n], offsets[e])) == shift
+                         for n in neighbours[e])}
+        rest = len({offsets[e] for e in range(total_elems) if e not in linked})
+        return min(rest, distinct)  # links only when they save reads
+
+    per_shift = {}
+    total, weight = distinct, 1
+    kinds = _transitions(shape, (1,) * naxes, 1, loops)
+    for j in range(len(loops) - 1, -1, -1):
+        shift = kinds[j][0]
+        if shift not in per_shift:
+            per_shift[shift] = step(shift)
+        total += (loops[j][1] - 1) * weight * per_shift[shift]
+        weight *= loops[j][1]
+    if len(_MAC_CACHE) > 4096:
+        _MAC_CACHE.clear()
+    _MAC_CACHE[key] = total
+    return total
 
 
 _DISTINCT_CACHE: dict = {}

@@ -30,7 +30,8 @@ from collections import OrderedDict
 from ..errors import InputError
 from ..problem import Problem
 from . import energy as _energy
-from .nest import Nest, TensorShape, distinct_children, fills, mac_operand_accesses
+from .nest import (Nest, TensorShape, distinct_children, fanout_accesses, fills,
+                   mac_operand_accesses)
 from .result import Evaluation, LevelStats, TensorStats
 
 
@@ -286,12 +287,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     per_level = [[] for _ in range(nlev)]
     is_output = ctx.is_output
     ext, above = nest.ext, nest.above
-    if spatial[0]:
-        # The grid Timeloop lays the MACs of one level-0 instance on (physical or used).
-        used_x = math.prod(n for _, n, _ in spatial[0][:nest.spatial_x_count[0]])
-        used_y = math.prod(n for _, n, _ in spatial[0][nest.spatial_x_count[0]:])
-        fx, fy = ctx.levels[0].fanout
-        mac_mesh = (max(fx, used_x), max(fy, used_y))
+    mac_mesh = _fanout_mesh(ctx, nest, 0) if spatial[0] else None
     all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
@@ -306,18 +302,32 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
                                                mac_mesh, all_loops)
             first_fanout = 1
         top = levels[-1]
+        counts = []  # per kept level: [content, fills, peer reads]
         for p in levels:
-            # What the children draw: their fills, once per distinct child tile (multicast).
+            # What the children draw: their fills, once per distinct child tile (multicast),
+            # less what neighbouring children pass each other over links (Timeloop's link
+            # transfers, counted where the fan-out feeds a level that keeps the tensor; the
+            # words a child passes on are reads of the children's level).
             content = child_fills
             for j in range(max(child + 1, first_fanout), p + 1):
-                if spatial[j]:
+                if not spatial[j]:
+                    continue
+                if j == child + 1:
+                    content, linked = fanout_accesses(
+                        shape, ext[child], tile[child], above[child], spatial[j],
+                        nest.spatial_x_count[j], _fanout_mesh(ctx, nest, j))
+                    counts[-1][2] += linked / used[child]
+                else:
                     content *= distinct_children(shape, spatial[j])
             f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
-            if out:  # updates = content; the first write of each word needs no read
-                per_level[p].append((ti, content - parts[p], f, content, parts[p]))
-            else:
-                per_level[p].append((ti, content, f, 0, None))
+            counts.append([content, f, 0.0])
             child, child_fills = p, f
+        for p, (content, f, peer) in zip(levels, counts):
+            if out:  # updates = content; the first write of each word needs no read
+                per_level[p].append((ti, round(content + peer - parts[p]), f, content,
+                                     parts[p]))
+            else:
+                per_level[p].append((ti, round(content + peer), f, 0, None))
 
     rows_per_level = []
     total_energy = 0.0
@@ -359,6 +369,16 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     result._build_levels = lambda: _level_stats(ctx, nest, kept, tiles, rows_per_level, compute)
     result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept)
     return result
+
+
+def _fanout_mesh(ctx, nest, j) -> tuple:
+    """The grid Timeloop lays the children of one level-j instance on: per axis the larger of
+    the physical fan-out and the one the mapping uses."""
+    nx = nest.spatial_x_count[j]
+    used_x = math.prod(n for _, n, _ in nest.spatial[j][:nx])
+    used_y = math.prod(n for _, n, _ in nest.spatial[j][nx:])
+    fx, fy = ctx.levels[j].fanout
+    return max(fx, used_x), max(fy, used_y)
 
 
 def _slowdown(L, rows, compute) -> float:

@@ -252,6 +252,116 @@ def mac_operand_accesses(shape: TensorShape, spatial, x_loops: int, mesh, loops)
     return total
 
 
+_FANOUT_CACHE: dict = {}
+
+
+def _mesh_geometry(shape, spatial, x_loops, mesh):
+    """Per child of a fan-out: its offset in the tensor's coordinates, its mesh neighbours
+    (Timeloop numbers children with the innermost spatial loop fastest, X loops first, and
+    lays them out row by row on a grid `mesh` = (X, Y) wide, without wrap-around)."""
+    naxes = len(shape.axes)
+    counts = [n for _, n, _ in spatial]
+    offsets = []
+    for idx in itertools.product(*(range(n) for n in reversed(counts))):
+        idx = idx[::-1]  # innermost loop fastest
+        off = [0] * naxes
+        for (d, _, stride), i in zip(spatial, idx):
+            for a, c in shape.dim_axes.get(d, ()):
+                off[a] += c * stride * i
+        offsets.append(tuple(off))
+    h_size, v_size = mesh
+    neighbours = []
+    for e in range(len(offsets)):
+        h, v = e % h_size, e // h_size
+        near = []
+        for hh, vv in ((h - 1, v), (h + 1, v), (h, v - 1), (h, v + 1)):
+            n = vv * h_size + hh
+            if 0 <= hh < h_size and 0 <= vv < v_size and n < len(offsets):
+                near.append(n)
+        neighbours.append(near)
+    return offsets, neighbours
+
+
+def _link_table(offsets, neighbours):
+    """shift -> (multicast groups left after link transfers, children served by a link):
+    a child whose data this step is what a neighbour held the step before (the tile moved by
+    exactly their offset difference) gets it over the link."""
+    distinct = len(set(offsets))
+    table = {}
+
+    def lookup(shift):
+        hit = table.get(shift)
+        if hit is None:
+            linked = {e for e in range(len(offsets))
+                      if any(tuple(a - b for a, b in zip(offsets[n], offsets[e])) == shift
+                             for n in neighbours[e])}
+            rest = len({offsets[e] for e in range(len(offsets)) if e not in linked})
+            hit = table[shift] = (rest, len(linked))
+        return hit
+    return distinct, lookup
+
+
+def fanout_accesses(shape: TensorShape, tile_ext, full: int, loops, spatial, x_loops: int,
+                    mesh) -> tuple:
+    """(words the parent delivers, words moved over links) through a fan-out whose children
+    are tiles of `full` words (extents `tile_ext`) under the temporal loops `loops` (innermost
+    first), as Timeloop 019f107 counts them (`ComputeSpatialWorkingSet`).
+
+    At every step each child needs its tile's delta (`_walk`'s rule); children needing the
+    same delta share one read (multicast). With link transfers, a child whose delta equals
+    the one a mesh neighbour received at the previous step (same delta shape, the tile moved
+    by their offset difference) gets it from that neighbour; Timeloop uses the links at a step
+    when the parent then delivers fewer words.
+    """
+    key = (shape.axes, tuple(tile_ext), loops, spatial, x_loops, mesh)
+    hit = _FANOUT_CACHE.get(key)
+    if hit is not None:
+        return hit
+    offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
+    distinct, lookup = _link_table(offsets, neighbours)
+    extents = shape.extents(tile_ext)
+    kinds = _transitions(shape, extents, full, loops)
+    memo = {}
+
+    def transition(k, state):
+        """(delivered, linked, next state) of loop k's transition from `state` =
+        (translation state, shape of the previous delta)."""
+        translation, previous = state
+        shift, size = kinds[k]
+        if translation is None or translation == shift:
+            words, translation = size, shift
+            form = "empty" if size == 0 else "full" if size == full else shift
+        else:
+            words, translation, form = full, None, "full"
+        if words == 0:
+            return 0, 0, (translation, form)
+        without = distinct * words
+        if form == previous:
+            rest, linked = lookup(shift)
+            if rest * words < without:
+                return rest * words, linked * words, (translation, form)
+        return without, 0, (translation, form)
+
+    def block(k, state):
+        if k == 0:
+            return 0, 0, state
+        key = (k, state)
+        if key not in memo:
+            a1, l1, s1 = block(k - 1, state)
+            c, cl, s2 = transition(k - 1, s1)
+            a2, l2, s3 = block(k - 1, s2)
+            n = loops[k - 1][1]
+            memo[key] = (a1 + (n - 1) * (c + a2), l1 + (n - 1) * (cl + l2), s3)
+        return memo[key]
+
+    delivered, linked, _ = block(len(loops), (None, "full"))
+    result = (distinct * full + delivered, linked)
+    if len(_FANOUT_CACHE) > 4096:
+        _FANOUT_CACHE.clear()
+    _FANOUT_CACHE[key] = result
+    return result
+
+
 _DISTINCT_CACHE: dict = {}
 
 

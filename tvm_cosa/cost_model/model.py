@@ -312,20 +312,28 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
             for j in range(max(child + 1, first_fanout), p + 1):
                 if not spatial[j]:
                     continue
+                mesh = _fanout_mesh(ctx, nest, j)
                 if j == child + 1:
-                    content, linked = fanout_accesses(
+                    content, linked, _ = fanout_accesses(
                         shape, ext[child], tile[child], above[child], spatial[j],
-                        nest.spatial_x_count[j], _fanout_mesh(ctx, nest, j))
+                        nest.spatial_x_count[j], mesh)
                     counts[-1][2] += linked / used[child]
                 else:
-                    content *= distinct_children(shape, spatial[j])
+                    # Level j-1 bypasses the tensor: Timeloop scales level j's own reads (as
+                    # if j-1 kept it) to what j-1's children drew (`MaskTiles`): by the
+                    # ratio of reads to words received over the fan-out.
+                    reads, _, received = fanout_accesses(
+                        shape, ext[j - 1], shape.size(ext[j - 1]), above[j - 1], spatial[j],
+                        nest.spatial_x_count[j], mesh)
+                    fan = math.prod(n for _, n, _ in spatial[j])
+                    content = content * fan * reads / received
             f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
             counts.append([content, f, 0.0])
             child, child_fills = p, f
         for p, (content, f, peer) in zip(levels, counts):
             if out:  # updates = content; the first write of each word needs no read
-                per_level[p].append((ti, round(content + peer - parts[p]), f, content,
-                                     parts[p]))
+                per_level[p].append((ti, round(content + peer - parts[p]), f,
+                                     round(content), parts[p]))
             else:
                 per_level[p].append((ti, round(content + peer), f, 0, None))
 

@@ -303,7 +303,8 @@ def _link_table(offsets, neighbours):
 
 def fanout_accesses(shape: TensorShape, tile_ext, full: int, loops, spatial, x_loops: int,
                     mesh) -> tuple:
-    """(words the parent delivers, words moved over links) through a fan-out whose children
+    """(words the parent reads, words moved over links, words the children receive from the
+    parent: a multicast read counted once per receiver) through a fan-out whose children
     are tiles of `full` words (extents `tile_ext`) under the temporal loops `loops` (innermost
     first), as Timeloop 019f107 counts them (`ComputeSpatialWorkingSet`).
 
@@ -319,6 +320,7 @@ def fanout_accesses(shape: TensorShape, tile_ext, full: int, loops, spatial, x_l
         return hit
     offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
     distinct, lookup = _link_table(offsets, neighbours)
+    children = len(offsets)
     extents = shape.extents(tile_ext)
     kinds = _transitions(shape, extents, full, loops)
     memo = {}
@@ -334,28 +336,30 @@ def fanout_accesses(shape: TensorShape, tile_ext, full: int, loops, spatial, x_l
         else:
             words, translation, form = full, None, "full"
         if words == 0:
-            return 0, 0, (translation, form)
+            return 0, 0, 0, (translation, form)
         without = distinct * words
         if form == previous:
             rest, linked = lookup(shift)
             if rest * words < without:
-                return rest * words, linked * words, (translation, form)
-        return without, 0, (translation, form)
+                return rest * words, linked * words, (children - linked) * words, \
+                    (translation, form)
+        return without, 0, children * words, (translation, form)
 
     def block(k, state):
         if k == 0:
-            return 0, 0, state
+            return 0, 0, 0, state
         key = (k, state)
         if key not in memo:
-            a1, l1, s1 = block(k - 1, state)
-            c, cl, s2 = transition(k - 1, s1)
-            a2, l2, s3 = block(k - 1, s2)
+            a1, l1, w1, s1 = block(k - 1, state)
+            c, cl, cw, s2 = transition(k - 1, s1)
+            a2, l2, w2, s3 = block(k - 1, s2)
             n = loops[k - 1][1]
-            memo[key] = (a1 + (n - 1) * (c + a2), l1 + (n - 1) * (cl + l2), s3)
+            memo[key] = (a1 + (n - 1) * (c + a2), l1 + (n - 1) * (cl + l2),
+                         w1 + (n - 1) * (cw + w2), s3)
         return memo[key]
 
-    delivered, linked, _ = block(len(loops), (None, "full"))
-    result = (distinct * full + delivered, linked)
+    delivered, linked, weighted, _ = block(len(loops), (None, "full"))
+    result = (distinct * full + delivered, linked, children * full + weighted)
     if len(_FANOUT_CACHE) > 4096:
         _FANOUT_CACHE.clear()
     _FANOUT_CACHE[key] = result

@@ -204,7 +204,8 @@ def main(argv=None) -> int:
     print()
     for o in objectives:
         won, total = wins[o]
-        geo = math.exp(sum(map(math.log, ratios[o])) / len(ratios[o])) if ratios[o] else float("nan")
+        geo = (math.exp(sum(map(math.log, ratios[o])) / len(ratios[o])) if ratios[o]
+               else float("nan"))
         worst = max(ratios[o]) if ratios[o] else float("nan")
         print(f"{o}: CoSA at most {TOLERANCE:g} x the mapper on {won} of {total} cases; "
               f"CoSA / mapper geomean {geo:.3f}, worst {worst:.3f}")

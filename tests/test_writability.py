@@ -30,7 +30,7 @@ def _case(seed, fmt=None):
 
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10**6))
 def test_schedules_on_random_architectures_are_valid_and_writable(seed):
     arch, problem = _case(seed)

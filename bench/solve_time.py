@@ -14,6 +14,7 @@ CoSA on average.
 
     python bench/solve_time.py                       # both architectures, HiGHS
     python bench/solve_time.py --arch simba --solver gurobi --objective cosa
+    python bench/solve_time.py --arch simba --random 50   # also 50 random (layer, arch) pairs
 """
 
 from __future__ import annotations
@@ -134,6 +135,41 @@ def summarize(rows):
                   f"{math.exp(statistics.fmean(math.log(r['orig_ratio']) for r in paired)):.3f}")
 
 
+def run_random(count, solver, objective, threads, time_limit, start=0):
+    """Solve time on random (layer, architecture) pairs of `tvm_cosa.timeloop.fuzz` (Timeloop
+    v0.3 / tree files, 2-5 on-chip levels, 2-D meshes, random bypass)."""
+    from tvm_cosa.architecture_yaml import load_architecture
+    from tvm_cosa.errors import InfeasibleError
+    from tvm_cosa.timeloop.fuzz import random_case
+
+    print(f"\n== {count} random (layer, architecture) pairs (seeds {start}..), solver {solver}, "
+          f"objective {objective.name}, threads {threads}")
+    print(f"{'seed':>5s} {'levels':>6s} {'MACs':>5s} {'vars':>5s} {'cons':>5s} {'time s':>7s} "
+          f"{'wall s':>7s} {'status':9s} layer")
+    rows, infeasible = [], 0
+    for seed in range(start, start + count):
+        files, problem = random_case(seed)
+        arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
+        began = time.perf_counter()
+        try:
+            mapping = schedule(problem, arch, objective=objective, solver=solver,
+                               threads=threads, time_limit=time_limit)
+        except InfeasibleError:
+            infeasible += 1
+            continue
+        wall = time.perf_counter() - began
+        info = mapping.info
+        rows.append({"layer": problem.name, "time": info["solve_time_s"], "wall": wall,
+                     "solver": info["solver"]})
+        print(f"{seed:5d} {arch.num_levels:6d} {arch.num_macs:5d} {info['num_vars']:5d} "
+              f"{info['num_constraints']:5d} {info['solve_time_s']:7.2f} {wall:7.2f} "
+              f"{info['status']:9s} {problem}", flush=True)
+    print(f"{infeasible} of {count} pairs infeasible (the smallest tiles do not fit)")
+    if rows:
+        summarize(rows)
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["simba", "gemmini"])
@@ -142,6 +178,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--layers", default="*", help="glob of layer files (default: all 24)")
+    parser.add_argument("--random", type=int, default=0,
+                        help="also N random (layer, architecture) pairs")
     args = parser.parse_args(argv)
     layers = sorted(WORKLOADS.glob(f"{args.layers}.yaml"))
     if not layers:
@@ -149,6 +187,9 @@ def main(argv=None):
     for arch_name in args.arch:
         run(arch_name, args.solver, Objective.preset(args.objective), args.threads,
             args.time_limit, layers)
+    if args.random:
+        run_random(args.random, args.solver, Objective.preset(args.objective), args.threads,
+                   args.time_limit)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ factors is a sum of log2 terms, so tile sizes, fanouts and cycle counts are line
 
 Constraints
 - each dimension's factors are all placed; spatial factors fit each link's X and Y fanout;
+  a dimension is spatial on one axis per fanout (a binary picks X or Y: a Timeloop map gives
+  each dimension one spatial factor per level);
 - capacity: every kept tile fits its share of the level (per tensor, in log2; counted in rows
   at a row-addressed level, `MemoryLevel.row_dims`: words over the spatial factor of the row
   dimension, Gemmini's layout, so exact); when several
@@ -553,9 +555,26 @@ class ScheduleModel:
                                  if kind == axis and lvl == i)
                 all_spatial.add(expr)
                 m.le(expr, math.log2(fan + 0.5), f"fanout[L{i}{axis}]")
+            self._one_axis_per_dim(i)
         if self.min_utilization:
             need = math.log2(self.min_utilization * self.arch.num_macs)
             m.ge(all_spatial, need - 1e-9, "min_utilization")
+
+    def _one_axis_per_dim(self, i):
+        """A Timeloop map gives each dimension one spatial factor per level, on X or on Y (the
+        `split` of its permutation): a binary per dimension allowed on both axes picks one."""
+        for d in self.dims:
+            on = {axis: [(p, self.n[(d, p, (axis, i))]) for dd, p, _ in self.groups
+                         if dd == d and (d, p, (axis, i)) in self.n]
+                  for axis in (SPATIAL_X, SPATIAL_Y)}
+            if not on[SPATIAL_X] or not on[SPATIAL_Y]:
+                continue
+            on_x = self.m.add_binary(f"onX[{d},L{i}]")
+            for p, v in on[SPATIAL_X]:
+                self.m.le(v - on_x * self.m.ub[next(iter(v))], 0, f"axisX[{d}{p},L{i}]")
+            for p, v in on[SPATIAL_Y]:
+                ub = self.m.ub[next(iter(v))]
+                self.m.le(v + on_x * ub, ub, f"axisY[{d}{p},L{i}]")
 
     def _capacity_constraints(self):
         """Capacity in words, or in rows at a row-addressed level (then the same model with
@@ -983,27 +1002,31 @@ def _check_level_capacity(model, i, lv):
 
 
 def best_spatial_product(model) -> int:
-    """The largest number of MACs any placement of the prime factors on the fanouts can use."""
+    """The largest number of MACs any placement of the prime factors on the fanouts can use
+    (each dimension on one axis per fanout, as in the MILP)."""
     slots = [(i, axis, fan, ok) for i in range(model.L) for axis, fan, ok in model.spatial_axes(i)]
     items = sorted(((d, p) for d in model.dims for p in prime_factors(model.size[d])),
                    key=lambda it: -it[1])
     memo = {}
 
-    def best(k, room):
+    def best(k, room, axes):
+        """axes: ((dim, level, axis), ...) taken so far (one axis per dim and level)."""
         if k == len(items):
             return 1
-        key = (k, room)
+        key = (k, room, axes)
         if key not in memo:
             d, p = items[k]
-            value = best(k + 1, room)
-            for s, (_, _, _, ok) in enumerate(slots):
-                if d in ok and room[s] >= p:
+            value = best(k + 1, room, axes)
+            for s, (i, axis, _, ok) in enumerate(slots):
+                other = next((a for dd, ii, a in axes if dd == d and ii == i), axis)
+                if d in ok and room[s] >= p and other == axis:
                     nxt = room[:s] + (room[s] // p,) + room[s + 1:]
-                    value = max(value, p * best(k + 1, nxt))
+                    taken = tuple(sorted(set(axes) | {(d, i, axis)}))
+                    value = max(value, p * best(k + 1, nxt, taken))
             memo[key] = value
         return memo[key]
 
-    return best(0, tuple(fan for _, _, fan, _ in slots))
+    return best(0, tuple(fan for _, _, fan, _ in slots), ())
 
 
 def _check_spatial_use(model):

@@ -5,7 +5,8 @@ Checks (Timeloop's rules, plus the per-link fanout that Timeloop 019f107 skips):
 - at every level, each kept tile (input halo included) fits its share of the capacity, and the
   kept tiles together fit the whole capacity of one instance;
 - spatial factors fit the X and Y fanout below each level, only on levels with a fanout, only on
-  dimensions the level allows; the cumulative instance count fits the MAC array;
+  dimensions the level allows; the cumulative instance count fits the MAC array; a dimension is
+  on one axis (X or Y) per level, as a Timeloop map requires;
 - at a row-addressed level (`MemoryLevel.row_dims`), the same in rows, a row holding the
   spatial factor of the tensor's row dimension (at most `block_size` words);
 - loop orders name only the problem's dimensions; the mapping has one entry per level.
@@ -26,6 +27,7 @@ from .problem import Problem
 @dataclass(frozen=True)
 class Violation:
     # level_count | unknown_dim | factor_product | capacity | share | rows | fanout | spatial_dim
+    # | split
     kind: str
     message: str
     level: Optional[str] = None
@@ -136,6 +138,13 @@ def _check_spatial(mapping, problem, arch, strict) -> list[Violation]:
             # Timeloop checks every level's cumulative instances and X / Y expansions.
             out.append(Violation("fanout", f"level {level.name}: spatial factors above it use "
                                            f"{cum_x} x {cum_y} instances; it has {lx} x {ly}",
+                                 level.name))
+        both = [d for d, f in lv.spatial_x.items() if f > 1 and lv.spatial_y.get(d, 1) > 1]
+        for d in sorted(both):
+            # Timeloop's map format: one spatial factor per dimension, on X or Y (`split`).
+            out.append(Violation("split", f"level {level.name}: dimension {d} is split on both "
+                                          f"X ({lv.spatial_x[d]}) and Y ({lv.spatial_y[d]}); a "
+                                          "Timeloop map gives each dimension one spatial factor",
                                  level.name))
         sx, sy = math.prod(lv.spatial_x.values()), math.prod(lv.spatial_y.values())
         cum_x, cum_y = cum_x * sx, cum_y * sy

@@ -30,7 +30,8 @@ from collections import OrderedDict
 from ..errors import InputError
 from ..problem import Problem
 from . import energy as _energy
-from .nest import Nest, TensorShape, distinct_children, fills
+from .nest import (Nest, TensorShape, distinct_children, fanout_accesses, fills,
+                   mac_operand_accesses)
 from .result import Evaluation, LevelStats, TensorStats
 
 
@@ -207,6 +208,12 @@ def _factor_error(ctx, loops):
             spatial = {ctx.dims[d]: f for d, f in loops[i][1]}
             return (f"parsing mapping: spatial factors {spatial} at level {L.name}, which feeds "
                     "as many instances as it has (no fan-out below it)")
+        spatial_dims = [d for d, _ in loops[i][1]]
+        for d in set(spatial_dims):
+            if spatial_dims.count(d) > 1:  # on X and on Y: no Timeloop map says that
+                return (f"parsing mapping: dimension {ctx.dims[d]} is split on both X and Y at "
+                        f"level {L.name}; a Timeloop map gives each dimension one spatial "
+                        "factor")
     return None
 
 
@@ -280,24 +287,55 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     per_level = [[] for _ in range(nlev)]
     is_output = ctx.is_output
     ext, above = nest.ext, nest.above
+    mac_mesh = _fanout_mesh(ctx, nest, 0) if spatial[0] else None
+    all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
         # Read-only tensors need partition sizes only for the report (built on demand).
         parts = _partitions(shape, nest, levels[0], nlev) if out else None
-        child, child_fills = -1, compute
+        # What the MACs draw: one operand per compute (and per multicast group below level
+        # 0); with a fan-out from level 0 to the MACs, Timeloop's link transfers between
+        # neighbouring MACs save some of those reads (`mac_operand_accesses`).
+        child, child_fills, first_fanout = -1, compute, 0
+        if spatial[0]:
+            child_fills = mac_operand_accesses(shape, spatial[0], nest.spatial_x_count[0],
+                                               mac_mesh, all_loops)
+            first_fanout = 1
         top = levels[-1]
+        counts = []  # per kept level: [content, fills, peer reads]
         for p in levels:
-            # What the children draw: their fills, once per distinct child tile (multicast).
+            # What the children draw: their fills, once per distinct child tile (multicast),
+            # less what neighbouring children pass each other over links (Timeloop's link
+            # transfers, counted where the fan-out feeds a level that keeps the tensor; the
+            # words a child passes on are reads of the children's level).
             content = child_fills
-            for j in range(child + 1, p + 1):
-                if spatial[j]:
-                    content *= distinct_children(shape, spatial[j])
+            for j in range(max(child + 1, first_fanout), p + 1):
+                if not spatial[j]:
+                    continue
+                mesh = _fanout_mesh(ctx, nest, j)
+                if j == child + 1:
+                    content, linked, _ = fanout_accesses(
+                        shape, ext[child], tile[child], above[child], spatial[j],
+                        nest.spatial_x_count[j], mesh)
+                    counts[-1][2] += linked / used[child]
+                else:
+                    # Level j-1 bypasses the tensor: Timeloop scales level j's own reads (as
+                    # if j-1 kept it) to what j-1's children drew (`MaskTiles`): by the
+                    # ratio of reads to words received over the fan-out.
+                    reads, _, received = fanout_accesses(
+                        shape, ext[j - 1], shape.size(ext[j - 1]), above[j - 1], spatial[j],
+                        nest.spatial_x_count[j], mesh)
+                    fan = math.prod(n for _, n, _ in spatial[j])
+                    content = content * fan * reads / received
             f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
-            if out:  # updates = content; the first write of each word needs no read
-                per_level[p].append((ti, content - parts[p], f, content, parts[p]))
-            else:
-                per_level[p].append((ti, content, f, 0, None))
+            counts.append([content, f, 0.0])
             child, child_fills = p, f
+        for p, (content, f, peer) in zip(levels, counts):
+            if out:  # updates = content; the first write of each word needs no read
+                per_level[p].append((ti, round(content + peer - parts[p]), f,
+                                     round(content), parts[p]))
+            else:
+                per_level[p].append((ti, round(content + peer), f, 0, None))
 
     rows_per_level = []
     total_energy = 0.0
@@ -339,6 +377,16 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     result._build_levels = lambda: _level_stats(ctx, nest, kept, tiles, rows_per_level, compute)
     result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept)
     return result
+
+
+def _fanout_mesh(ctx, nest, j) -> tuple:
+    """The grid Timeloop lays the children of one level-j instance on: per axis the larger of
+    the physical fan-out and the one the mapping uses."""
+    nx = nest.spatial_x_count[j]
+    used_x = math.prod(n for _, n, _ in nest.spatial[j][:nx])
+    used_y = math.prod(n for _, n, _ in nest.spatial[j][nx:])
+    fx, fy = ctx.levels[j].fanout
+    return max(fx, used_x), max(fy, used_y)
 
 
 def _slowdown(L, rows, compute) -> float:

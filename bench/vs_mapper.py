@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""CoSA against Timeloop's own mapper, both judged by timeloop-model.
+
+Cases: the ResNet-50 layers of CoSA's workload set on simba and gemmini, the same layers on an
+Eyeriss-like architecture (Timeloop tree file tests/data/arch/eyeriss_like.tree.yaml with a
+row-stationary-style bypass: each scratchpad keeps one tensor, the global buffer inputs and
+outputs), and random (layer, architecture) pairs from `tvm_cosa.timeloop.fuzz`. `--cases N`
+takes the first N of them round-robin over the four groups.
+
+Per case and objective:
+- CoSA: `schedule(objective=Objective.preset("latency" | "energy"))` with HiGHS, its map run
+  through timeloop-model;
+- timeloop-mapper: random-pruned, `--threads` threads (default 2), optimization metrics
+  [delay, energy] for the latency objective and [energy, delay] for the energy objective, a
+  bypass-only mapspace (the architecture's bypass, the same as CoSA's), stopped with SIGINT
+  after `--time-limit` seconds (default 60); its best map is run through timeloop-model.
+Latency compares cycles, energy compares energy; CoSA wins a case when its value is at most
+1.01 x the mapper's. Prints one table row per case and objective and the win counts.
+
+Needs timeloop-model and timeloop-mapper on PATH.
+
+    python bench/vs_mapper.py                              # everything, 60 s per mapper run
+    python bench/vs_mapper.py --cases 12 --time-limit 15   # a reduced run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tvm_cosa import Problem, load_architecture, preset  # noqa: E402
+from tvm_cosa.errors import CoSAError  # noqa: E402
+from tvm_cosa.scheduler import Objective, schedule  # noqa: E402
+from tvm_cosa.timeloop import (find_timeloop, parse_stats, run_timeloop,  # noqa: E402
+                               write_architecture, write_problem)
+from tvm_cosa.timeloop.fuzz import random_case  # noqa: E402
+
+WORKLOADS = ROOT / "tests" / "data" / "workloads" / "resnet50"
+EYERISS = ROOT / "tests" / "data" / "arch" / "eyeriss_like.tree.yaml"
+EYERISS_BYPASS = {"psum_spad": ["Outputs"], "weights_spad": ["Weights"],
+                  "ifmap_spad": ["Inputs"], "DummyBuffer": [],
+                  "shared_glb": ["Inputs", "Outputs"]}
+TENSORS = ("Weights", "Inputs", "Outputs")
+TOLERANCE = 1.01
+
+
+def eyeriss():
+    constraints = [{"target": level, "type": "bypass", "keep": keep,
+                    "bypass": [t for t in TENSORS if t not in keep]}
+                   for level, keep in EYERISS_BYPASS.items()]
+    return load_architecture(EYERISS, {"mapspace": {"constraints": constraints}},
+                             name="eyeriss_like")
+
+
+def resnet_layers():
+    return [Problem.from_yaml(p) for p in sorted(WORKLOADS.glob("*.yaml"))]
+
+
+def random_pairs(count, start=5000):
+    out, seed = [], start
+    while len(out) < count:
+        files, problem = random_case(seed)
+        arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
+        out.append((f"random{seed}", arch, problem.renamed(f"seed{seed}")))
+        seed += 1
+    return out
+
+
+def cases(random_count):
+    layers = resnet_layers()
+    groups = [[("simba", preset("simba"), p) for p in layers],
+              [("gemmini", preset("gemmini"), p) for p in layers],
+              [("eyeriss", eyeriss(), p) for p in layers],
+              random_pairs(random_count)]
+    out = []
+    for k in range(max(map(len, groups))):  # round-robin, so --cases N covers every group
+        out += [g[k] for g in groups if k < len(g)]
+    return out
+
+
+def mapper_config(arch, objective, threads):
+    metrics = ["delay", "energy"] if objective == "latency" else ["energy", "delay"]
+    constraints = [{"target": lv.name, "type": "bypass",
+                    "keep": [t for t in TENSORS if t in lv.keeps],
+                    "bypass": [t for t in TENSORS if t not in lv.keeps]} for lv in arch.levels]
+    return {"mapper": {"optimization-metrics": metrics, "algorithm": "random-pruned",
+                       "num-threads": threads, "search-size": 0, "timeout": 0,
+                       "victory-condition": 0, "live-status": False, "log-stats": False,
+                       "diagnostics": False},
+            "mapspace": {"constraints": constraints}}
+
+
+def run_mapper(arch, problem, objective, seconds, threads, folder: Path):
+    """timeloop-mapper for `seconds`, then timeloop-model on its best map: (cycles, energy)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_architecture(arch, folder / "arch.yaml")
+    write_problem(problem, folder / "prob.yaml")
+    (folder / "mapper.yaml").write_text(yaml.safe_dump(mapper_config(arch, objective, threads),
+                                                       sort_keys=False))
+    mapper = shutil.which("timeloop-mapper")
+    with open(folder / "mapper.log", "w") as log:
+        proc = subprocess.Popen([mapper, "arch.yaml", "prob.yaml", "mapper.yaml"], cwd=folder,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)  # the mapper stops and writes its best map
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    best = folder / "timeloop-mapper.map.yaml"
+    if not best.is_file():
+        return None
+    model = find_timeloop()
+    judge = folder / "judge"
+    judge.mkdir(exist_ok=True)
+    for name in ("arch.yaml", "prob.yaml"):
+        shutil.copy(folder / name, judge / name)
+    shutil.copy(best, judge / "map.yaml")
+    subprocess.run([str(model), "arch.yaml", "prob.yaml", "map.yaml"], cwd=judge,
+                   capture_output=True, text=True, timeout=600)
+    stats = judge / "timeloop-model.stats.txt"
+    if not stats.is_file():
+        return None
+    ev = parse_stats(stats.read_text())
+    return ev.cycles, ev.energy_pJ
+
+
+def run_cosa(arch, problem, objective, folder: Path):
+    began = time.perf_counter()
+    mapping = schedule(problem, arch, objective=Objective.preset(objective), solver="highs")
+    solve = time.perf_counter() - began
+    ev = run_timeloop(mapping, problem, arch, workdir=folder)
+    if not ev.valid:
+        raise CoSAError(f"timeloop-model rejected CoSA's map: {ev.error}")
+    return ev.cycles, ev.energy_pJ, solve, mapping
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--time-limit", type=float, default=60.0,
+                    help="seconds per timeloop-mapper run")
+    ap.add_argument("--cases", type=int, default=None, help="run only the first N cases")
+    ap.add_argument("--random", type=int, default=50, help="random (layer, arch) pairs")
+    ap.add_argument("--objective", choices=("latency", "energy", "both"), default="both")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None, help="keep every run's files here")
+    args = ap.parse_args(argv)
+    if find_timeloop() is None or shutil.which("timeloop-mapper") is None:
+        print("timeloop-model and timeloop-mapper must be on PATH", file=sys.stderr)
+        return 2
+    objectives = ("latency", "energy") if args.objective == "both" else (args.objective,)
+    todo = cases(args.random)[:args.cases]
+    scratch = Path(args.keep or tempfile.mkdtemp(prefix="vs_mapper_"))
+    wins = {o: [0, 0] for o in objectives}
+    ratios = {o: [] for o in objectives}
+    print(f"{len(todo)} cases x {len(objectives)} objective(s), mapper {args.time_limit:g} s "
+          f"x {args.threads} threads\n")
+    print("| arch | layer | objective | CoSA | mapper | CoSA / mapper | CoSA solve s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    try:
+        for n, (arch_name, arch, problem) in enumerate(todo):
+            for objective in objectives:
+                where = scratch / f"{n:03d}_{arch_name}_{problem.name}_{objective}"
+                field = 0 if objective == "latency" else 1
+                try:
+                    cosa = run_cosa(arch, problem, objective, where / "cosa")
+                except CoSAError as err:
+                    print(f"| {arch_name} | {problem.name} | {objective} | error: "
+                          f"{str(err)[:60]} | | | |")
+                    continue
+                theirs = run_mapper(arch, problem, objective, args.time_limit, args.threads,
+                                    where / "mapper")
+                if theirs is None:
+                    print(f"| {arch_name} | {problem.name} | {objective} | {cosa[field]:.4g} "
+                          f"| no valid map | - | {cosa[2]:.2f} |")
+                    wins[objective][0] += 1
+                    wins[objective][1] += 1
+                    continue
+                ratio = cosa[field] / theirs[field]
+                ratios[objective].append(ratio)
+                wins[objective][1] += 1
+                wins[objective][0] += ratio <= TOLERANCE
+                print(f"| {arch_name} | {problem.name} | {objective} | {cosa[field]:.4g} | "
+                      f"{theirs[field]:.4g} | {ratio:.3f} | {cosa[2]:.2f} |", flush=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print()
+    for o in objectives:
+        won, total = wins[o]
+        geo = (math.exp(sum(map(math.log, ratios[o])) / len(ratios[o])) if ratios[o]
+               else float("nan"))
+        worst = max(ratios[o]) if ratios[o] else float("nan")
+        print(f"{o}: CoSA at most {TOLERANCE:g} x the mapper on {won} of {total} cases; "
+              f"CoSA / mapper geomean {geo:.3f}, worst {worst:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    sys.exit(main())

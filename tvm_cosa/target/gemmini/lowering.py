@@ -52,10 +52,6 @@ def lower(prim_func, op, mapping, arch):
         raise UnsupportedMapping(f"expected a PrimFunc (input, weight, output), got {len(params)} "
                                  "parameters")
     _check_dtypes(params, config)
-    if op.kind == "conv2d" and op.groups != 1 and problem.size.get("C") == 1 \
-            and problem.size.get("K") == 1:
-        raise UnsupportedMapping("depthwise convolution: one channel per group would use one PE "
-                                 "of the array; it runs on the CPU")
     scheduled = _scheduled_problem(problem, mapping, config)
     try:
         plan = make_plan(scheduled, mapping, arch, config, sizes=problem.size)

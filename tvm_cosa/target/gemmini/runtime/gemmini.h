@@ -59,6 +59,23 @@ int32_t gemmini_extended_compute_preloaded(int32_t a, int32_t bd, int32_t a_cols
 int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_cols,
                                              int32_t a_rows, int32_t bd_cols, int32_t bd_rows);
 
+/* ---- CISC loop instructions ----------------------------------------------------------------
+ * gemmini_loop_ws: one I x J x K matmul in DIM x DIM blocks (pad_*: the missing rows / columns
+ * of the last block), as libgemmini's loop_ws executes it: D (if not NULL) moved into
+ * accumulator rows 0.., then for k, j, i: A block (i, k) moved in at j == 0 (if A is not NULL),
+ * B block (k, j) at i == 0 (if B is not NULL), preload + compute into accumulator rows
+ * (i * J + j) * DIM (overwriting at k == 0 unless ex_accumulate), C block (i, j) moved out at
+ * k == K - 1 (if C is not NULL). A sits at scratchpad row 0, B ends at half the scratchpad:
+ * the working set must fit half of each memory (double buffering). Strides are in elements; the
+ * DRAM row strides of the moves are the configured ones (config_ld ids 0, 1, 2, config_st).
+ * Modelled: full_C = 1, low_D = 0, no activation, transposes, resadd; spad ids 0 / 1 / 2. */
+int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
+                        int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
+                        int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,
+                        int32_t B_transpose, int32_t full_C, int32_t low_D,
+                        int32_t ex_accumulate, int32_t act, int32_t a_spad_id,
+                        int32_t b_spad_id, int32_t is_resadd);
+
 /* ---- host side of the functional model (not part of the ISA) ------------------------------- */
 enum gemmini_counter {
   GEMMINI_CONFIG_EX, GEMMINI_CONFIG_LD, GEMMINI_CONFIG_ST, GEMMINI_MVIN, GEMMINI_MVIN_ACC,
@@ -67,6 +84,9 @@ enum gemmini_counter {
   GEMMINI_BYTES_IN, GEMMINI_BYTES_IN_ACC, GEMMINI_BYTES_OUT, GEMMINI_MACS,
   GEMMINI_SPAD_ROWS_USED, GEMMINI_ACC_ROWS_USED, /* highest row touched + 1 */
   GEMMINI_CALLS, /* gemmini_begin_op calls */
+  GEMMINI_LOOP_WS, /* gemmini_loop_ws calls (6 RoCC instructions each on Gemmini) */
+  GEMMINI_LOOP_COMMANDS, /* mvin / preload / compute / mvout the loop unit issued itself
+                            (counted in their own counters too, but not issued by the CPU) */
   GEMMINI_NUM_COUNTERS
 };
 const char* gemmini_counter_name(int32_t counter);

@@ -40,6 +40,7 @@ static const char* counter_names[GEMMINI_NUM_COUNTERS] = {
   "config_ex", "config_ld", "config_st", "mvin", "mvin_acc", "mvout", "preload",
   "compute_preloaded", "compute_accumulated", "fence", "flush",
   "bytes_in", "bytes_in_acc", "bytes_out", "macs", "spad_rows_used", "acc_rows_used", "calls",
+  "loop_ws", "loop_commands",
 };
 
 /* ---- bookkeeping ------------------------------------------------------------------------- */
@@ -418,4 +419,76 @@ int32_t gemmini_peek_row(int32_t sp_addr, void* out) {
     memcpy(out, spad[row], sizeof spad[row]);
   }
   return 0;
+}
+
+/* ---- CISC loops (libgemmini's loop_ws, gemmini.cc) ---------------------------------------- */
+static int64_t commands_so_far(void) {
+  static const int commands[] = {GEMMINI_MVIN, GEMMINI_MVIN_ACC, GEMMINI_MVOUT, GEMMINI_PRELOAD,
+                                 GEMMINI_COMPUTE_PRELOADED, GEMMINI_COMPUTE_ACCUMULATED};
+  int64_t n = 0;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) n += totals[commands[i]];
+  return n;
+}
+
+int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
+                        int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
+                        int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,
+                        int32_t B_transpose, int32_t full_C, int32_t low_D,
+                        int32_t ex_accumulate, int32_t act, int32_t a_spad_id,
+                        int32_t b_spad_id, int32_t is_resadd) {
+  const char* cmd = "loop_ws";
+  if (st.status) return st.status;
+  if (I < 1 || J < 1 || K < 1 || I > 0xFFFF || J > 0xFFFF || K > 0xFFFF)
+    return fail(cmd, "bounds I=%d J=%d K=%d; each must be in 1..65535 blocks", I, J, K);
+  if (pad_I < 0 || pad_I >= DIM || pad_J < 0 || pad_J >= DIM || pad_K < 0 || pad_K >= DIM)
+    return fail(cmd, "padding %d, %d, %d; each must be in 0..%d", pad_I, pad_J, pad_K, DIM - 1);
+  if (!full_C || low_D || act != NO_ACTIVATION || A_transpose || B_transpose || is_resadd)
+    return fail(cmd, "only full_C = 1, low_D = 0, no activation, transposes or resadd are "
+                     "modelled");
+  if (st.dataflow != WEIGHT_STATIONARY || !st.configured)
+    return fail(cmd, "needs the weight-stationary dataflow configured (config_ex)");
+  /* libgemmini stops the simulation here; the model reports it */
+  int64_t spad_rows = ((int64_t)I * K + (int64_t)K * J) * DIM, acc_rows = (int64_t)I * J * DIM;
+  if (spad_rows > SP_ROWS / 2 || acc_rows > ACC_ROWS / 2)
+    return fail(cmd, "bounds too large for double buffering: %lld scratchpad rows (at most %d), "
+                     "%lld accumulator rows (at most %d)", (long long)spad_rows, SP_ROWS / 2,
+                (long long)acc_rows, ACC_ROWS / 2);
+  uint32_t a_start = a_spad_id == 2 ? SP_ROWS / 2 : 0;
+  uint32_t b_start = (b_spad_id == 2 ? SP_ROWS : SP_ROWS / 2) - (uint32_t)(K * J * DIM);
+  const uint32_t d_start = GEMMINI_ACC_BIT;
+  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT;
+  count(GEMMINI_LOOP_WS, 1);
+  int64_t before = commands_so_far();
+  char *a = (char*)A, *b = (char*)B, *d = (char*)D, *c = (char*)C;
+  if (d != NULL)
+    for (int i = 0; i < I; i++)
+      for (int j = 0; j < J; j++) {
+        int rows = DIM - (i == I - 1 ? pad_I : 0), cols = DIM - (j == J - 1 ? pad_J : 0);
+        mvin(2, d + ((size_t)i * D_stride + j) * DIM * sizeof(acc_t),
+             (int32_t)(d_start + (uint32_t)((i * J + j) * DIM)), cols, rows);
+      }
+  for (int k = 0; k < K && !st.status; k++)
+    for (int j = 0; j < J && !st.status; j++)
+      for (int i = 0; i < I && !st.status; i++) {
+        uint32_t a_addr = a_start + (uint32_t)((i * K + k) * DIM);
+        uint32_t b_addr = b_start + (uint32_t)((k * J + j) * DIM);
+        uint32_t c_addr = c_start + (uint32_t)((i * J + j) * DIM);
+        int a_rows = DIM - (i == I - 1 ? pad_I : 0), a_cols = DIM - (k == K - 1 ? pad_K : 0);
+        int b_rows = a_cols, b_cols = DIM - (j == J - 1 ? pad_J : 0);
+        if (j == 0 && a != NULL)
+          mvin(0, a + ((size_t)i * A_stride + k) * DIM * sizeof(elem_t), (int32_t)a_addr, a_cols,
+               a_rows);
+        if (i == 0 && b != NULL)
+          mvin(1, b + ((size_t)k * B_stride + j) * DIM * sizeof(elem_t), (int32_t)b_addr, b_cols,
+               b_rows);
+        uint32_t out_addr = (!ex_accumulate && k == 0) ? c_addr & ~GEMMINI_ACCUMULATE_BIT : c_addr;
+        gemmini_extended_preload(i == 0 ? (int32_t)b_addr : (int32_t)GARBAGE_ADDR,
+                                 (int32_t)out_addr, b_cols, b_rows, b_cols, a_rows);
+        compute(i == 0, (int32_t)a_addr, (int32_t)GARBAGE_ADDR, a_cols, a_rows, DIM, DIM);
+        if (c != NULL && k == K - 1)
+          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * sizeof(acc_t),
+                                 (int32_t)c_addr, b_cols, a_rows);
+      }
+  count(GEMMINI_LOOP_COMMANDS, commands_so_far() - before);
+  return st.status;
 }

@@ -59,15 +59,30 @@ def lower(prim_func, op, mapping, arch):
         raise UnsupportedMapping(str(err)) from None
     op_id = zlib.crc32(f"{op.function}:{op.index}:{problem.key()}".encode()) & 0x7FFFFFFF
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
-    body = _Emitter(plan, views, config).program(op_id, op)
+    emitter, loop_note = _emitter(plan, views, config)
+    body = emitter.program(op_id, op)
     stmts = prologue + body + epilogue
     OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
                           "shape": op.shape_text(), "plan": plan.describe(),
                           "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
-                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows}
+                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows,
+                          "loop_ws": loop_note}
     func = prim_func.with_body(_root(stmts, allocs))
     func = func.with_attr("gemmini.op_id", op_id)
     return _mark_scheduled(func)
+
+
+def _emitter(plan, views, config):
+    """The program's emitter: one gemmini_loop_ws per CoSA tile where the tile allows it
+    (loops.py), else every command; and a note saying which and why."""
+    from . import loops
+
+    if not loops.enabled():
+        return _Emitter(plan, views, config), "off"
+    tile = loops.loop_ws_tile(plan, views)
+    if isinstance(tile, str):
+        return _Emitter(plan, views, config), tile
+    return loops.loop_ws_emitter(_Emitter)(plan, views, config, tile), "loop_ws"
 
 
 def _scheduled_problem(problem, mapping, config):

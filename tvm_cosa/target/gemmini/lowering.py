@@ -36,6 +36,7 @@ from .plan import Plan, UnsupportedMapping, make_plan, pad_channels
 GARBAGE = -1
 ACC_BIT, ACCUMULATE_BIT, FULL_BIT = -(1 << 31), 1 << 30, 1 << 29
 WEIGHT_STATIONARY = 1
+DATAFLOW_CODE = {"OS": 0, "WS": WEIGHT_STATIONARY}  # config_ex's dataflow bit
 
 # op id -> what it is, for per-operator counters (filled by every lowering in this process)
 OP_REGISTRY: dict[int, dict] = {}
@@ -77,6 +78,10 @@ def _emitter(plan, views, config):
     (loops.py), else every command; and a note saying which and why."""
     from . import loops
 
+    if plan.dataflow == "OS":
+        from .output_stationary import os_emitter
+
+        return os_emitter(_Emitter)(plan, views, config), "output-stationary (loop_ws is WS)"
     if not loops.enabled():
         return _Emitter(plan, views, config), "off"
     tile = loops.loop_ws_tile(plan, views)
@@ -491,7 +496,8 @@ class _Emitter:
         setup = [
             self.call("gemmini_begin_op", op_id),
             self.call("gemmini_flush", 0),
-            self.call("gemmini_extended_config_ex", WEIGHT_STATIONARY, 0, 0, plan.a_stride(),
+            self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
+                      plan.a_stride(),
                       0, 0),
             self.call("gemmini_extended_config_ld",
                       views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),

@@ -103,7 +103,7 @@ def test_gemmini_prepare_in_a_sequential_puts_every_layer_on_the_array():
     feed = input_feed(model)
     ok, text = flow.compare(runner(feed), run_onnxruntime(model, feed), 1e-4)
     assert ok, text
-    assert runner.model.counters()["calls"] == 5
+    assert runner.model.counters()["calls"] == 6
     assert runner.model.dim == 8
 
 

@@ -69,7 +69,11 @@ def lower(prim_func, op, mapping, arch):
     OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
                           "shape": op.shape_text(), "plan": plan.describe(),
                           "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
-                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows}
+                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows,
+                          # the operator's attributes, for per-operator references (spike.py)
+                          "attrs": {"layout": op.layout, "kernel_layout": op.kernel_layout,
+                                    "strides": tuple(op.strides), "padding": tuple(op.padding),
+                                    "dilation": tuple(op.dilation), "groups": op.groups}}
     func = prim_func.with_body(_root(stmts, allocs))
     func = func.with_attr("gemmini.op_id", op_id)
     return _mark_scheduled(func)

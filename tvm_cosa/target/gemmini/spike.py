@@ -469,13 +469,14 @@ def run_on_spike(operators: list[Operator], config: GemminiConfig, *, toolchain=
 
 # ---- reporting -------------------------------------------------------------------------------
 def results_table(results: list[Result]) -> str:
-    header = ("operator", "shape", "calls", "RoCC cmds", "bytes in", "bytes out", "spike=func",
+    header = ("operator", "shape", "calls", "RoCC/call", "in B/call", "out B/call", "spike=func",
               "spike=numpy", "func=numpy", "time s", "result")
     rows = [header]
     for r in results:
-        rows.append((r.operator.name, r.operator.label, str(len(r.operator.calls)),
-                     str(sum(r.commands.values())), str(r.bytes_moved.get("in", "-")),
-                     str(r.bytes_moved.get("out", "-")),
+        n = len(r.operator.calls)  # every call issues the same commands
+        rows.append((r.operator.name, r.operator.label, str(n), str(sum(r.commands.values()) // n),
+                     str(r.bytes_moved["in"] // n) if r.bytes_moved else "-",
+                     str(r.bytes_moved["out"] // n) if r.bytes_moved else "-",
                      _all_zero(r.spike_vs_functional, len(r.operator.calls)),
                      _all_true(r.spike_vs_reference, len(r.operator.calls)),
                      _all_zero(r.functional_vs_reference, len(r.operator.calls)),

@@ -97,6 +97,17 @@ class Toolchain:
                                  f"{result.stderr[-4000:]}")
         return Path(output)
 
+    def compile_object(self, source, output, extra: Sequence[str] = ()) -> Path:
+        """One source compiled (not linked) with the same flags, e.g. emitted operator C."""
+        flags = [f for f in BARE_METAL_FLAGS if not f.startswith("-Wl,")]
+        cmd = [str(self.cc), "--specs=picolibc.specs", *flags, f"-I{self.sdk}", *extra, "-c",
+               str(source), "-o", str(output)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SimulatorError(f"compiling {source} for RISC-V failed:\n{' '.join(cmd)}\n"
+                                 f"{result.stderr[-4000:]}")
+        return Path(output)
+
     def run(self, program, timeout: Optional[float] = None) -> subprocess.CompletedProcess:
         """`spike --extension=gemmini program`: the exit status is main()'s."""
         return subprocess.run([str(self.spike), "--extension=gemmini", str(program)],

@@ -221,23 +221,7 @@ int32_t gemmini_begin_op(int32_t op_id) {{ (void)op_id; return 0; }}
 int32_t gemmini_end_op(void) {{ return 0; }}
 int32_t gemmini_status(void) {{ return 0; }}
 
-/* ---- RoCC instructions and the bytes their mvin / mvout move ---- */
-static uint64_t rocc_count[128];
-static uint64_t bytes_in, bytes_out;
-static int load_shrunk[4];
-void tvm_cosa_count_rocc(uint64_t funct, uint64_t rs1, uint64_t rs2) {{
-  rocc_count[funct & 127]++;
-  uint64_t rows = (rs2 >> 48) & 0xFFFF, cols = (rs2 >> 32) & 0xFFFF;
-  uint32_t addr = (uint32_t)rs2;
-  int acc = (addr >> 31) & 1, full = (addr >> 29) & 1;
-  if (funct == {k_config} && (rs1 & 3) == 1) load_shrunk[(rs1 >> 3) & 3] = (rs1 >> 2) & 1;
-  if (funct == {k_mvin} || funct == {k_mvin2} || funct == {k_mvin3}) {{
-    int id = funct == {k_mvin} ? 0 : (funct == {k_mvin2} ? 1 : 2);
-    if (rs1 != 0) bytes_in += rows * cols * (acc && !load_shrunk[id] ? sizeof(acc_t) : sizeof(elem_t));
-  }} else if (funct == {k_mvout}) {{
-    bytes_out += rows * cols * (acc && full ? sizeof(acc_t) : sizeof(elem_t));
-  }}
-}}
+void tvm_cosa_print_counts(void);  /* tvm_cosa_count.c */
 
 /* ---- the recorded calls: inputs and the functional model's outputs (data.S) ---- */
 {externs}
@@ -296,12 +280,134 @@ int main(void) {{
            (unsigned long long)checksum(output, {out_bytes}));
     failures += status != 0 || mismatches != 0;
   }}
-  for (int f = 0; f < 128; f++)
-    if (rocc_count[f]) printf("ROCC %d %llu\n", f, (unsigned long long)rocc_count[f]);
-  printf("BYTES %llu %llu\n", (unsigned long long)bytes_in, (unsigned long long)bytes_out);
+  tvm_cosa_print_counts();
   return failures ? 1 : 0;
 }}
 """
+
+
+COUNTER = r"""/* Counts every RoCC instruction a program issues (the shim routes them here) and the DRAM
+ * bytes that its mvin / mvout move, including those the CISC loop instructions issue inside
+ * Gemmini (loop_ws, loop_conv_ws: the same traversal as libgemmini's, counted from their
+ * configuration). One method for generated code and for gemmini.h's own tiled kernels. */
+#include <stdint.h>
+#include <stdio.h>
+#include "include/gemmini.h"
+
+static uint64_t rocc_count[128];
+static uint64_t bytes_in, bytes_out, inexact;
+static int load_shrunk[4];
+static uint64_t ws[6][2];    /* loop_ws configuration: bounds, AB, DC, strides (rs1, rs2) */
+static uint64_t conv[7][2];  /* loop_conv_ws configuration 1..6 */
+
+#define FIELD(x, shift, bits) (((x) >> (shift)) & ((1ull << (bits)) - 1))
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static void count_loop_ws(uint64_t rs1, uint64_t rs2) {
+  int64_t I = FIELD(ws[1][1], 0, 16), J = FIELD(ws[1][1], 16, 16), K = FIELD(ws[1][1], 32, 16);
+  int64_t pi = FIELD(ws[1][0], 0, 16), pj = FIELD(ws[1][0], 16, 16), pk = FIELD(ws[1][0], 32, 16);
+  int64_t rows_i = I * DIM - pi, cols_j = J * DIM - pj, rows_k = K * DIM - pk;
+  int full_c = (rs1 >> 1) & 1, low_d = (rs1 >> 2) & 1, resadd = (rs2 >> 2) & 1;
+  uint64_t a = ws[2][0], b = ws[2][1], d = ws[3][0], c = ws[3][1];
+  if (resadd) {
+    bytes_in += 2 * rows_i * cols_j;
+    if (c) bytes_out += rows_i * cols_j * (full_c ? sizeof(acc_t) : sizeof(elem_t));
+    return;
+  }
+  if (d) bytes_in += rows_i * cols_j * (low_d ? sizeof(elem_t) : sizeof(acc_t));
+  if (a) bytes_in += rows_i * rows_k;
+  if (b) bytes_in += rows_k * cols_j;
+  if (c) bytes_out += rows_i * cols_j * (full_c ? sizeof(acc_t) : sizeof(elem_t));
+}
+
+static void count_loop_conv_ws(uint64_t rs1, uint64_t rs2) {
+  int no_bias = rs1 & 1, transposed = FIELD(rs1, 2, 4) != 0, dw = (rs1 >> 6) & 1;
+  int no_pool = rs2 & 1, downsample = (rs2 >> 1) & 1, input_dilated = (rs2 >> 2) & 1;
+  int64_t stride = FIELD(conv[1][1], 48, 8);
+  int64_t kernel_dilation = FIELD(conv[4][0], 0, 8);
+  int64_t batches = FIELD(conv[2][1], 48, 16), porows = FIELD(conv[2][1], 32, 16);
+  int64_t pocols = FIELD(conv[2][1], 16, 16), pochs = FIELD(conv[2][1], 0, 16);
+  int64_t krows = FIELD(conv[3][0], 48, 16), kcols = FIELD(conv[3][0], 32, 16);
+  int64_t kchs = FIELD(conv[3][0], 16, 16), lpad = FIELD(conv[3][0], 0, 16);
+  int64_t rpad = FIELD(conv[3][1], 48, 16), upad = FIELD(conv[3][1], 32, 16);
+  int64_t dpad = FIELD(conv[3][1], 24, 8);
+  int64_t orows = FIELD(conv[4][0], 48, 16), ocols = FIELD(conv[4][1], 0, 16);
+  uint64_t weights = conv[5][0], output = conv[5][1], bias = conv[6][0], input = conv[6][1];
+  int64_t ochs = pochs;
+  if (transposed || dw || downsample || input_dilated) inexact++;  /* counted as the plain case */
+  int64_t dkrows = krows + (kernel_dilation - 1) * (krows - 1);
+  int64_t dkcols = kcols + (kernel_dilation - 1) * (kcols - 1);
+  int64_t irows_unpadded = orows * stride + dkrows - 1 - upad - dpad;
+  int64_t icols_unpadded = ocols * stride + dkcols - 1 - lpad - rpad;
+  if (bias && !no_bias) bytes_in += batches * orows * ocols * ochs * sizeof(acc_t);
+  if (input) {  /* rows of the padded input window that are not padding, all channels */
+    for (int64_t icol = -lpad; icol < icols_unpadded + rpad;) {
+      int64_t n = min64(icols_unpadded - icol, DIM);
+      if (icol < 0) n = min64(-icol, DIM);
+      else if (icol >= icols_unpadded) n = min64(icols_unpadded + rpad - icol, DIM);
+      if (icol >= 0 && icol < icols_unpadded)
+        bytes_in += (uint64_t)(batches * irows_unpadded * n * kchs);
+      icol += n;
+    }
+  }
+  if (weights) bytes_in += krows * kcols * kchs * ochs;
+  if (output && no_pool) bytes_out += batches * orows * ocols * ochs;
+  else if (output) bytes_out += batches * porows * pocols * pochs;
+}
+
+void tvm_cosa_count_rocc(uint64_t funct, uint64_t rs1, uint64_t rs2) {
+  rocc_count[funct & 127]++;
+  uint64_t rows = FIELD(rs2, 48, 16), cols = FIELD(rs2, 32, 16);
+  uint32_t addr = (uint32_t)rs2;
+  int acc = (addr >> 31) & 1, full = (addr >> 29) & 1;
+  if (funct == k_CONFIG && (rs1 & 3) == 1) load_shrunk[(rs1 >> 3) & 3] = (rs1 >> 2) & 1;
+  if (funct == k_MVIN || funct == k_MVIN2 || funct == k_MVIN3) {
+    int id = funct == k_MVIN ? 0 : (funct == k_MVIN2 ? 1 : 2);
+    if (rs1 != 0) bytes_in += rows * cols * (acc && !load_shrunk[id] ? sizeof(acc_t) : sizeof(elem_t));
+  } else if (funct == k_MVOUT) {
+    bytes_out += rows * cols * (acc && full ? sizeof(acc_t) : sizeof(elem_t));
+  } else if (funct >= k_LOOP_WS_CONFIG_BOUNDS && funct <= k_LOOP_WS_CONFIG_STRIDES_DC) {
+    ws[funct - k_LOOP_WS_CONFIG_BOUNDS + 1][0] = rs1;
+    ws[funct - k_LOOP_WS_CONFIG_BOUNDS + 1][1] = rs2;
+  } else if (funct == k_LOOP_WS) {
+    count_loop_ws(rs1, rs2);
+  } else if (funct >= k_LOOP_CONV_WS_CONFIG_1 && funct <= k_LOOP_CONV_WS_CONFIG_6) {
+    conv[funct - k_LOOP_CONV_WS_CONFIG_1 + 1][0] = rs1;
+    conv[funct - k_LOOP_CONV_WS_CONFIG_1 + 1][1] = rs2;
+  } else if (funct == k_LOOP_CONV_WS) {
+    count_loop_conv_ws(rs1, rs2);
+  }
+}
+
+void tvm_cosa_print_counts(void) {
+  for (int f = 0; f < 128; f++)
+    if (rocc_count[f]) printf("ROCC %d %llu\n", f, (unsigned long long)rocc_count[f]);
+  printf("BYTES %llu %llu %llu\n", (unsigned long long)bytes_in, (unsigned long long)bytes_out,
+         (unsigned long long)inexact);
+}
+"""
+
+
+def write_counter(folder: Path) -> list[Path]:
+    """The shim header (included first: every RoCC instruction counted) and the counter's C
+    source in `folder`; returns the sources to compile with the program."""
+    (folder / "tvm_cosa_spike.h").write_text(SHIM)
+    (folder / "tvm_cosa_count.c").write_text(COUNTER)
+    return [folder / "tvm_cosa_count.c"]
+
+
+def parse_counts(stdout: str) -> tuple[dict, dict]:
+    """(RoCC instructions by name, {"in", "out", "inexact"}) printed by tvm_cosa_print_counts."""
+    commands, moved = {}, {}
+    for line in stdout.splitlines():
+        if line.startswith("ROCC "):
+            _, funct, n = line.split()
+            name = FUNCT_NAMES.get(int(funct), f"funct{funct}")
+            commands[name] = commands.get(name, 0) + int(n)
+        elif line.startswith("BYTES "):
+            _, bytes_in, bytes_out, inexact = line.split()
+            moved = {"in": int(bytes_in), "out": int(bytes_out), "inexact": int(inexact)}
+    return commands, moved
 
 
 def _dl_dtype(dtype) -> tuple[int, int]:
@@ -334,7 +440,7 @@ def write_program(op: Operator, folder: Path) -> list[Path]:
     the sources to compile."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "operator.c").write_text(operator_c_source(op))
-    (folder / "tvm_cosa_spike.h").write_text(SHIM)
+    counter = write_counter(folder)
     first = op.calls[0]
     num_args = len(first.inputs) + 1
     asm, externs, setup, per_call = [".section .data"], [], [], []
@@ -364,9 +470,8 @@ def write_program(op: Operator, folder: Path) -> list[Path]:
     (folder / "harness.c").write_text(HARNESS.format(
         name=op.name, num_calls=len(op.calls), num_args=num_args, externs="\n".join(externs),
         setup="\n".join(setup), per_call="\n".join(per_call), out_bytes=out.nbytes,
-        out_elems=out.size, out_elem_bytes=out.itemsize, k_config=0, k_mvin=2, k_mvin2=1,
-        k_mvin3=14, k_mvout=3))
-    return [folder / "operator.c", folder / "harness.c", folder / "data.S"]
+        out_elems=out.size, out_elem_bytes=out.itemsize))
+    return [folder / "operator.c", folder / "harness.c", folder / "data.S", *counter]
 
 
 def compile_options(folder: Path) -> list[str]:
@@ -402,20 +507,14 @@ def run_operator(op: Operator, toolchain: Toolchain, folder: Path,
         empty.message = f"{type(err).__name__}: {err}"
         empty.seconds = time.perf_counter() - started
         return empty
-    vs_functional, vs_reference, commands, moved = [], [], {}, {}
+    vs_functional, vs_reference = [], []
+    commands, moved = parse_counts(done.stdout)
     for line in done.stdout.splitlines():
         m = _LINE.match(line.strip())
         if m:
             call, status, mismatches = int(m[1]), int(m[2]), int(m[3])
             vs_functional.append(mismatches if status == 0 else -1)
             vs_reference.append(int(m[5]) == want_sums[call])
-        elif line.startswith("ROCC "):
-            _, funct, n = line.split()
-            name = FUNCT_NAMES.get(int(funct), f"funct{funct}")
-            commands[name] = commands.get(name, 0) + int(n)
-        elif line.startswith("BYTES "):
-            _, bytes_in, bytes_out = line.split()
-            moved = {"in": int(bytes_in), "out": int(bytes_out)}
     ok = (done.returncode == 0 and len(vs_functional) == len(op.calls)
           and all(v == 0 for v in vs_functional) and all(vs_reference)
           and all(v == 0 for v in functional_vs_reference))

@@ -17,7 +17,9 @@ The generated C must see a gemmini.h: compile it with `-include gemmini.h` (see
 
 from __future__ import annotations
 
-# gemmini.h command -> positions of its private-memory address operands (cast to uint32)
+# gemmini.h command -> positions of its private-memory address operands (cast to uint32). A new
+# command the lowering emits (e.g. gemmini_loop_ws) must be listed here, or TVM writes a
+# prototype for it that breaks against the real gemmini.h.
 COMMANDS = {
     "gemmini_flush": (),
     "gemmini_fence": (),

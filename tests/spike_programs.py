@@ -2,8 +2,8 @@
 functional simulator, ../shared/gemmini-spike) and natively against tvm_cosa's functional model,
 run both, return what each printed. Tests skip when Spike or the cross compiler is missing.
 
-The program may use GEMMINI_CONFIG_LD(stride_bytes, id) (the two gemmini.h spell a mvin stride
-differently); TVM_COSA_MODEL is defined in the native build. What it prints between the lines
+The program may use GEMMINI_CONFIG_LD(stride_bytes, id) (an unscaled mvin stride);
+TVM_COSA_MODEL is defined in the native build. What it prints between the lines
 BEGIN and END is returned (Spike adds its own banner).
 """
 
@@ -36,12 +36,10 @@ PRELUDE = """\
 #include <string.h>
 #ifdef TVM_COSA_MODEL
 #include "gemmini.h"
-#define GEMMINI_CONFIG_LD(stride, id) gemmini_extended_config_ld(stride, id)
 #else
 #include "include/gemmini.h"
-#define GEMMINI_CONFIG_LD(stride, id) \\
-  gemmini_extended3_config_ld(stride, MVIN_SCALE_IDENTITY, false, id)
 #endif
+#define GEMMINI_CONFIG_LD(stride, id) gemmini_extended3_config_ld(stride, MVIN_SCALE_IDENTITY, 0, id)
 """
 
 

@@ -212,12 +212,9 @@ def loop_ws_emitter(base_cls):
             tile, views = self.tile, self.views
             configs = [
                 self.call("gemmini_extended_config_ex", 1, 0, 0, 1, 0, 0),
-                self.call("gemmini_extended_config_ld",
-                          tile.a_stride * views[INPUTS].elem_bytes, 0),
-                self.call("gemmini_extended_config_ld",
-                          tile.b_stride * views[WEIGHTS].elem_bytes, 1),
-                self.call("gemmini_extended_config_ld",
-                          tile.c_stride * views[OUTPUTS].elem_bytes, 2),
+                self.config_ld(tile.a_stride * views[INPUTS].elem_bytes, 0),
+                self.config_ld(tile.b_stride * views[WEIGHTS].elem_bytes, 1),
+                self.config_ld(tile.c_stride * views[OUTPUTS].elem_bytes, 2),
                 self.call("gemmini_config_st", tile.c_stride * views[OUTPUTS].elem_bytes),
             ]
             return stmts[:2] + configs + stmts[7:]

@@ -29,6 +29,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from ...problem import INPUTS, OUTPUTS, WEIGHTS
+from . import isa
 from .config import DTYPES, GemminiConfig, config_for
 from .dims import NotAGemminiLayer
 from .plan import Plan, UnsupportedMapping, make_plan, pad_channels
@@ -67,7 +68,11 @@ def lower(prim_func, op, mapping, arch):
                           "shape": op.shape_text(), "plan": plan.describe(),
                           "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
                           "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows,
-                          "loop_ws": loop_note}
+                          "loop_ws": loop_note,
+                          # the operator's attributes, for per-operator references (spike.py)
+                          "attrs": {"layout": op.layout, "kernel_layout": op.kernel_layout,
+                                    "strides": tuple(op.strides), "padding": tuple(op.padding),
+                                    "dilation": tuple(op.dilation), "groups": op.groups}}
     func = prim_func.with_body(_root(stmts, allocs))
     func = func.with_attr("gemmini.op_id", op_id)
     return _mark_scheduled(func)
@@ -313,8 +318,12 @@ class _Emitter:
         return self.analyzer.simplify(expr) if not isinstance(expr, int) else self.const(expr)
 
     def call(self, name, *args):
-        args = [self.const(a) if isinstance(a, int) else a for a in args]
-        return self.tirx.Evaluate(self.tirx.call_extern("int32", name, *args))
+        return isa.call(name, *args)  # gemmini.h commands as intrinsics: see isa.py
+
+    def config_ld(self, stride_bytes, mvin_id):
+        """The DRAM row stride of mvin (id 0), mvin2 (1) or mvin3 (2), unscaled, not shrunk."""
+        return isa.call("gemmini_extended3_config_ld", stride_bytes, isa.MVIN_SCALE_IDENTITY, 0,
+                        mvin_id)
 
     def seq(self, stmts):
         stmts = [s for s in stmts if s is not None]
@@ -497,14 +506,10 @@ class _Emitter:
             self.call("gemmini_begin_op", op_id),
             self.call("gemmini_flush", 0),
             self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
-                      plan.a_stride(),
-                      0, 0),
-            self.call("gemmini_extended_config_ld",
-                      views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
-            self.call("gemmini_extended_config_ld",
-                      views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
-            self.call("gemmini_extended_config_ld",
-                      views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
+                      plan.a_stride(), 0, 0),
+            self.config_ld(views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
+            self.config_ld(views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
+            self.config_ld(views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
             self.call("gemmini_config_st",
                       views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
         ]

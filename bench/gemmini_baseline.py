@@ -15,6 +15,18 @@ Target: CoSA at least 1.2x fewer modelled cycles than Gemmini's heuristics (geom
 
     python bench/gemmini_baseline.py              # cost model and functional model (~1 min)
     python bench/gemmini_baseline.py --no-run     # cost model only
+    python bench/gemmini_baseline.py --spike      # also both on Gemmini's own simulator
+
+With --spike (Spike + libgemmini, SDK and cross compiler found as by `tvm-cosa verify
+--simulator spike`), each layer also runs on Spike twice: the C TVM generates for CoSA's
+lowered schedule (target/gemmini/spike.py's harness), and Gemmini's own library, gemmini.h's
+tiled_conv_auto (tiled_matmul_auto for the fully-connected layer, int32 output) called on the
+same data. Both programs are counted by one method: every RoCC instruction the CPU issues goes
+through the same counting shim, which also adds up the DRAM bytes of each mvin / mvout, including
+those that Gemmini's CISC loop instructions (loop_ws, loop_conv_ws) issue inside the
+accelerator (libgemmini's traversal, from their configuration). Gemmini's conv kernels write
+int8 (scaled, saturated) outputs where ours write raw int32 sums, so their output bytes are a
+quarter; both outputs are checked against numpy.
 """
 
 from __future__ import annotations
@@ -120,6 +132,127 @@ def run_on_functional_model(problem, mappings: dict, arch, config, folder, seed=
     return counts
 
 
+# ---- both on Spike --------------------------------------------------------------------------
+GEMMINI_CONV = r"""#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+void tvm_cosa_print_counts(void);
+extern elem_t x_data[], w_data[], expected[];
+static elem_t output[{out_elems}] __attribute__((aligned(64)));
+int main(void) {{
+  gemmini_flush(0);
+  tiled_conv_auto(1, {in_rows}, {in_cols}, {in_ch}, {out_ch}, {out_rows}, {out_cols}, {stride},
+                  1, 1, 0, {kernel}, false, false, false, false, false,
+                  x_data, w_data, NULL, output, NO_ACTIVATION, ACC_SCALE_IDENTITY, 0, 0, 0, WS);
+  gemmini_fence();
+  int bad = 0;
+  for (int i = 0; i < {out_elems}; i++) bad += output[i] != expected[i];
+  printf("MISMATCHES %d\n", bad);
+  tvm_cosa_print_counts();
+  return bad != 0;
+}}
+"""
+
+GEMMINI_MATMUL = r"""#include <stdio.h>
+#include <string.h>
+#include <stdint.h>
+void tvm_cosa_print_counts(void);
+extern elem_t x_data[], w_data[];
+extern acc_t expected[];
+static acc_t output[{out_elems}] __attribute__((aligned(64)));
+int main(void) {{
+  gemmini_flush(0);
+  tiled_matmul_auto({M}, {N}, {K}, x_data, w_data, NULL, output, {K}, {N}, {N}, {N},
+                    MVIN_SCALE_IDENTITY, MVIN_SCALE_IDENTITY, MVIN_SCALE_IDENTITY, NO_ACTIVATION,
+                    ACC_SCALE_IDENTITY, 0, false, false, false, true, false, 3, WS);
+  gemmini_fence();
+  int bad = 0;
+  for (int i = 0; i < {out_elems}; i++) bad += output[i] != expected[i];
+  printf("MISMATCHES %d\n", bad);
+  tvm_cosa_print_counts();
+  return bad != 0;
+}}
+"""
+
+
+def layer_data(problem, seed=0):
+    """Seeded int8 input (NHWC, unpadded: padding is folded into the layer) and weights
+    (HWIO), and the exact int64 output."""
+    _, xs, ws = conv_module(problem)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, xs, dtype=np.int8)
+    w = rng.integers(-128, 128, ws, dtype=np.int8)
+    p = problem.param
+    return x, w, conv_reference(x, w, (p["Hstride"], p["Wstride"]), (p["Hdilation"],
+                                                                      p["Wdilation"]))
+
+
+def is_matmul(problem) -> bool:
+    s = problem.size
+    return s["R"] == s["S"] == s["P"] == s["Q"] == 1
+
+
+def ours_on_spike(problem, mapping, arch, toolchain, folder):
+    """CoSA's schedule lowered and generated as C by TVM, run on Spike: (commands, bytes)."""
+    from tvm import relax, tirx
+
+    from tvm_cosa.relax.extract import extract
+    from tvm_cosa.target.gemmini import spike
+    from tvm_cosa.target.gemmini.lowering import lower
+
+    mod, _, _ = conv_module(problem)
+    (op,) = extract(mod)
+    legal = relax.transform.LegalizeOps()(mod)
+    (gv,) = [g for g, f in legal.functions.items() if isinstance(f, tirx.PrimFunc)]
+    func = lower(legal[gv], op, mapping, arch)
+    x, w, ref = layer_data(problem)
+    p = problem.param
+    info = {"kind": "conv2d", "shape": problem.name, "attrs": {
+        "layout": "NHWC", "kernel_layout": "HWIO", "strides": (p["Hstride"], p["Wstride"]),
+        "padding": (0, 0, 0, 0), "dilation": (p["Hdilation"], p["Wdilation"]), "groups": 1}}
+    operator = spike.Operator("layer", func, 0, info, [spike.Call([x, w], ref.astype(np.int32))])
+    result = spike.run_operator(operator, toolchain, Path(folder) / "ours")
+    if not result.ok:
+        raise AssertionError(f"{problem.name} (CoSA on Spike): {result.message}")
+    return sum(result.commands.values()), result.bytes_moved
+
+
+def gemmini_on_spike(problem, toolchain, folder):
+    """gemmini.h's tiled_conv_auto (tiled_matmul_auto for a fully-connected layer) on the same
+    data on Spike: (commands, bytes)."""
+    from tvm_cosa.target.gemmini import spike
+
+    folder = Path(folder) / "gemmini"
+    folder.mkdir(parents=True, exist_ok=True)
+    x, w, ref = layer_data(problem)
+    s, p = problem.size, problem.param
+    if is_matmul(problem):
+        expected = ref.reshape(-1).astype(np.int32)
+        source = GEMMINI_MATMUL.format(M=s["N"], N=s["K"], K=s["C"], out_elems=expected.size)
+    else:
+        expected = np.clip(ref, -128, 127).astype(np.int8)  # scale 1, saturated to int8
+        source = GEMMINI_CONV.format(
+            in_rows=x.shape[1], in_cols=x.shape[2], in_ch=s["C"], out_ch=s["K"],
+            out_rows=ref.shape[1], out_cols=ref.shape[2], stride=p["Hstride"], kernel=s["R"],
+            out_elems=expected.size)
+    asm = [".section .data"]
+    for label, array in (("x_data", x), ("w_data", w), ("expected", expected)):
+        np.ascontiguousarray(array).tofile(folder / f"{label}.bin")
+        asm += [".balign 64", f".global {label}", f"{label}:", f'.incbin "{label}.bin"']
+    (folder / "data.S").write_text("\n".join(asm) + "\n")
+    (folder / "main.c").write_text(source)
+    sources = [folder / "main.c", folder / "data.S", *spike.write_counter(folder)]
+    program = toolchain.compile(sources, folder / "gemmini.riscv",
+                                ["-include", str(folder / "tvm_cosa_spike.h"), f"-I{folder}",
+                                 "-Wno-unused-function", "-Wno-unused-variable"])
+    done = toolchain.run(program, timeout=3600)
+    if done.returncode != 0:
+        raise AssertionError(f"{problem.name} (gemmini.h on Spike) failed: "
+                             f"{(done.stdout + done.stderr)[-500:]}")
+    commands, moved = spike.parse_counts(done.stdout)
+    return sum(commands.values()), moved
+
+
 # ---- the table ------------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -127,20 +260,34 @@ def main():
                     help="folder of CoSA-format layer YAML files")
     ap.add_argument("--solver", default="auto")
     ap.add_argument("--no-run", action="store_true", help="cost model only")
+    ap.add_argument("--spike", action="store_true",
+                    help="also run CoSA's code and gemmini.h's tiled kernels on Spike")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N layers")
     args = ap.parse_args()
+    toolchain = None
+    if args.spike:
+        from tvm_cosa.target.gemmini import sdk
+
+        toolchain = sdk.find_toolchain()
+        toolchain.check_config(GemminiConfig())
 
     config = GemminiConfig()
     arch = config.architecture()
-    files = sorted(args.layers.glob("*.yaml"))
+    files = sorted(args.layers.glob("*.yaml"))[:args.limit]
     if not files:
         sys.exit(f"no layer files in {args.layers}")
     header = (f"{'layer':20s} {'shape':28s} {'CoSA cyc':>10s} {'Gemmini cyc':>11s} {'x':>6s} "
               f"{'CoSA uJ':>8s} {'Gem uJ':>8s}")
     if not args.no_run:
         header += f" {'CoSA cmds':>9s} {'Gem cmds':>9s} {'CoSA MB':>8s} {'Gem MB':>8s}"
+    if toolchain:
+        header += (f" | Spike: {'CoSA cmds':>9s} {'gemmini.h':>9s} {'CoSA MB':>8s} "
+                   f"{'gemmini.h MB':>12s}")
     print(header + "  Gemmini tiles (rounded)")
     cyc_ratio, byte_ratio, cmd_ratio = [], [], []
     totals = {"cosa": [0, 0], "gemmini": [0, 0]}
+    spike_totals = {"cosa": [0, 0, 0, 0], "gemmini": [0, 0, 0, 0]}
+    spike_cmd_ratio, spike_in_ratio = [], []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gemmini_bench_") as folder:
         for f in files:
@@ -170,6 +317,20 @@ def main():
                 cmd_ratio.append(cmds["gemmini"] / cmds["cosa"])
                 line += (f" {cmds['cosa']:9d} {cmds['gemmini']:9d} {moved['cosa'] / 1e6:8.2f} "
                          f"{moved['gemmini'] / 1e6:8.2f}")
+            if toolchain:
+                with tempfile.TemporaryDirectory(prefix="gemmini_spike_") as layer_dir:
+                    ours = ours_on_spike(problem, mappings["cosa"], arch, toolchain, layer_dir)
+                    theirs = gemmini_on_spike(problem, toolchain, layer_dir)
+                for name, (cmds, moved) in (("cosa", ours), ("gemmini", theirs)):
+                    spike_totals[name][0] += cmds
+                    spike_totals[name][1] += moved["in"] + moved["out"]
+                    spike_totals[name][2] += moved["in"]
+                    spike_totals[name][3] += moved.get("inexact", 0)
+                spike_cmd_ratio.append(theirs[0] / ours[0])
+                spike_in_ratio.append(theirs[1]["in"] / ours[1]["in"])
+                line += (f" | Spike: {ours[0]:9d} {theirs[0]:9d} "
+                         f"{(ours[1]['in'] + ours[1]['out']) / 1e6:8.2f} "
+                         f"{(theirs[1]['in'] + theirs[1]['out']) / 1e6:12.2f}")
             info = mappings["gemmini"].info
             rounded = f" ({info['rounded']})" if info["rounded"] else ""
             print(f"{line}  {info['gemmini_tiles']}{rounded}", flush=True)
@@ -182,6 +343,15 @@ def main():
               f"(total {totals['gemmini'][1] / 1e6:.1f} MB vs {totals['cosa'][1] / 1e6:.1f} MB); "
               f"commands geomean {geomean(cmd_ratio):.2f}x (total {totals['gemmini'][0]} vs "
               f"{totals['cosa'][0]}); every output equal to numpy")
+    if toolchain:
+        c, gm = spike_totals["cosa"], spike_totals["gemmini"]
+        print(f"Spike, gemmini.h's tiled_conv_auto / tiled_matmul_auto vs CoSA's generated code "
+              f"(same counting shim): RoCC commands issued by the CPU {gm[0]} vs {c[0]} "
+              f"(geomean ratio {geomean(spike_cmd_ratio):.3f}x); DRAM bytes read {gm[2] / 1e6:.1f} "
+              f"MB vs {c[2] / 1e6:.1f} MB (geomean ratio {geomean(spike_in_ratio):.2f}x); bytes "
+              f"moved in + out {gm[1] / 1e6:.1f} MB vs {c[1] / 1e6:.1f} MB (gemmini.h writes "
+              f"int8 conv outputs, ours int32); loop instructions with features counted as the "
+              f"plain case: {gm[3]}; every output equal to numpy")
     verdict = "PASS" if g >= TARGET else "FAIL"
     print(f"target: CoSA >= {TARGET}x fewer modelled cycles (geomean): {g:.2f}x {verdict}  "
           f"[{time.perf_counter() - started:.0f} s]")

@@ -42,12 +42,12 @@ def test_resnet18_float32_matches_onnxruntime(tmp_path):
     assert line.endswith("OK") and float(line.split("error ")[1].split()[0]) <= 1e-4
 
 
-def test_mismatch_exits_non_zero_and_depthwise_runs_on_the_cpu(tmp_path):
+def test_mismatch_exits_non_zero_and_depthwise_runs_on_the_array(tmp_path):
     result = verify(tmp_path, tiny_cnn(), "--tolerance", "0")
     assert result.exit_code != 0
     assert "MISMATCH" in result.output and "outputs differ from onnxruntime" in result.output
-    assert "on the CPU: #3 conv2d 3x3/1 16->16 g16" in result.output
-    assert "depthwise" in result.output
+    assert "on the Gemmini array: 6 of 6" in result.output  # #3 is a depthwise 3x3/1 16->16 g16
+    assert "#3 conv2d 3x3/1 16->16 g16" in result.output
 
 
 def test_emitted_c_builds_with_make_and_runs(tmp_path):
@@ -77,7 +77,7 @@ def test_emitted_c_builds_with_make_and_runs(tmp_path):
 
     want = run_onnxruntime(model, feed)[0]
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert fm.counters()["calls"] == 5  # the five layers on the array, the depthwise one not
+    assert fm.counters()["calls"] == 6  # the six layers on the array, the depthwise one too
 
 
 def test_cosapass_schedules_and_lowers_int8_convolutions_exactly(tmp_path):

@@ -9,6 +9,7 @@ from gemmini_util import (conv_module, conv_ref, lower_module, matmul_module,
                           random_gemmini_mapping, random_operands, run, the_op)
 from tvm_cosa import LevelMapping as L, Mapping, assert_valid, check_mapping
 from tvm_cosa.target.gemmini.config import GemminiConfig
+from tvm_cosa.target.gemmini.loops import loop_instructions
 from tvm_cosa.target.gemmini.plan import UnsupportedMapping, make_plan, pad_channels
 
 tvm = pytest.importorskip("tvm")
@@ -26,7 +27,9 @@ def test_matmul_int8_exact_with_counts(tmp_path):
     a, b = random_operands(np.random.default_rng(0), [(32, 48), (48, 40)], "int8")
     a[0] = -128
     b[:, 0] = -128
-    out, c = run(lower_module(mod, mapping, ARCH), CFG, [a, b], tmp_path)
+    with loop_instructions(False):  # command by command (loop_ws: test_gemmini_loops.py)
+        lowered = lower_module(mod, mapping, ARCH)
+    out, c = run(lowered, CFG, [a, b], tmp_path)
     np.testing.assert_array_equal(out, a.astype(np.int32) @ b.astype(np.int32))
     assert out[0, 0] == 48 * 128 * 128
     assert c["bytes_in"] == 32 * 48 + 48 * 40 and c["bytes_out"] == 32 * 40 * 4
@@ -142,11 +145,8 @@ def test_rows_beyond_capacity_are_rejected():
     assert make_plan(op.problem, mapping, big.architecture(), big).spad_rows == 130 * 130 + 3
 
 
-def test_depthwise_and_wrong_dtype_fall_back():
-    mod = conv_module((1, 8, 8, 16), (3, 3, 1, 16), groups=16, pad=(1, 1, 1, 1))
-    op = the_op(mod)
-    with pytest.raises(UnsupportedMapping, match="depthwise"):
-        lower_module(mod, random_gemmini_mapping(op.problem, ARCH, 0), ARCH, op)
+def test_wrong_dtype_falls_back():
+    # (depthwise convolutions run on the array: test_gemmini_depthwise.py)
     mod = matmul_module((16, 16), (16, 16), dtype="float32")
     op = the_op(mod)
     with pytest.raises(NotImplementedError, match="float32"):
@@ -158,7 +158,8 @@ def test_functional_model_errors_reach_the_caller(tmp_path):
     mod = matmul_module((64, 64), (64, 64))
     mapping = Mapping([L(temporal={"M": 64}), L(temporal={"N": 4, "K": 4}, spatial_x={"K": 16},
                                                  spatial_y={"N": 16}), L(), L()])
-    lowered = lower_module(mod, mapping, ARCH)
+    with loop_instructions(False):  # the bad mvin (loop_ws would stop on its bounds first)
+        lowered = lower_module(mod, mapping, ARCH)
     tiny = GemminiConfig(scratchpad_kib=4)
     from tvm_cosa.target.gemmini import codegen
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import isa
 from .config import GemminiConfig
 from .functional import FunctionalModel, link_options, source_dir
 
@@ -34,7 +35,7 @@ def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
     exe = compile_c(mod_or_exe, target)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    exe.export_library(str(path), options=link_options(config), cc="gcc")
+    exe.export_library(str(path), options=link_options(config) + isa.C_INCLUDE_OPTIONS, cc="gcc")
     return path
 
 
@@ -51,12 +52,15 @@ def load(path, config: GemminiConfig):
 MAKEFILE = """\
 # Builds {library} from the C that TVM generated for the model and the Gemmini functional model.
 # Load it with tvm.runtime.load_module("{library}") and run it in a relax.VirtualMachine.
+# The operators' C calls the ISA of gemmini.h (macros in Gemmini's own gemmini.h, functions in
+# the functional model's): every source is compiled with -include gemmini.h. To build them for a
+# Gemmini SoC instead, compile with Gemmini's SDK first on the include path (gemmini-cc -c ...).
 CC = gcc
 TVM_INCLUDES = {includes}
 CFLAGS ?= -O2
 
 {library}: {sources} gemmini_func.o
-\t$(CC) -shared -fPIC $(CFLAGS) $(TVM_INCLUDES) -I. -o $@ {sources} gemmini_func.o -Wl,-Bsymbolic
+\t$(CC) -shared -fPIC $(CFLAGS) $(TVM_INCLUDES) -I. -include gemmini.h -o $@ {sources} gemmini_func.o -Wl,-Bsymbolic
 
 gemmini_func.o: gemmini_func.c gemmini.h gemmini_params.h
 \t$(CC) -std=c99 $(CFLAGS) -Wall -fPIC -c gemmini_func.c -o $@

@@ -127,7 +127,10 @@ class FunctionalModel:
     _ISA = {
         "gemmini_flush": [_I32], "gemmini_fence": [],
         "gemmini_extended_config_ex": [_I32] * 6,
-        "gemmini_extended_config_ld": [_I32] * 2, "gemmini_config_st": [_I32],
+        "gemmini_extended_config_ld": [_I32, ctypes.c_float],
+        "gemmini_extended3_config_ld": [_I32, ctypes.c_float, _I32, _I32],
+        "gemmini_config_st": [_I32],
+        "gemmini_extended_config_st": [_I32, _I32, ctypes.c_float],
         "gemmini_extended_mvin": [ctypes.c_void_p] + [_I32] * 3,
         "gemmini_extended_mvin2": [ctypes.c_void_p] + [_I32] * 3,
         "gemmini_extended_mvin3": [ctypes.c_void_p] + [_I32] * 3,
@@ -206,7 +209,7 @@ class FunctionalModel:
         """mvin rows x cols of a 2-D array (None: zeros) whose row stride is configured first."""
         suffix = {0: "", 1: "2", 2: "3"}[id]
         if array is not None:
-            self.call("extended_config_ld", array.strides[0], id)
+            self.call("extended3_config_ld", array.strides[0], 1.0, 0, id)
         ptr = None if array is None else ctypes.c_void_p(array.ctypes.data)
         return self.call(f"extended_mvin{suffix}", ptr, sp_addr, cols, rows)
 

@@ -29,6 +29,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from ...problem import INPUTS, OUTPUTS, WEIGHTS
+from . import isa
 from .config import DTYPES, GemminiConfig, config_for
 from .dims import NotAGemminiLayer
 from .plan import Plan, UnsupportedMapping, make_plan, pad_channels
@@ -36,6 +37,7 @@ from .plan import Plan, UnsupportedMapping, make_plan, pad_channels
 GARBAGE = -1
 ACC_BIT, ACCUMULATE_BIT, FULL_BIT = -(1 << 31), 1 << 30, 1 << 29
 WEIGHT_STATIONARY = 1
+DATAFLOW_CODE = {"OS": 0, "WS": WEIGHT_STATIONARY}  # config_ex's dataflow bit
 
 # op id -> what it is, for per-operator counters (filled by every lowering in this process)
 OP_REGISTRY: dict[int, dict] = {}
@@ -52,10 +54,6 @@ def lower(prim_func, op, mapping, arch):
         raise UnsupportedMapping(f"expected a PrimFunc (input, weight, output), got {len(params)} "
                                  "parameters")
     _check_dtypes(params, config)
-    if op.kind == "conv2d" and op.groups != 1 and problem.size.get("C") == 1 \
-            and problem.size.get("K") == 1:
-        raise UnsupportedMapping("depthwise convolution: one channel per group would use one PE "
-                                 "of the array; it runs on the CPU")
     scheduled = _scheduled_problem(problem, mapping, config)
     try:
         plan = make_plan(scheduled, mapping, arch, config, sizes=problem.size)
@@ -63,15 +61,38 @@ def lower(prim_func, op, mapping, arch):
         raise UnsupportedMapping(str(err)) from None
     op_id = zlib.crc32(f"{op.function}:{op.index}:{problem.key()}".encode()) & 0x7FFFFFFF
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
-    body = _Emitter(plan, views, config).program(op_id, op)
+    emitter, loop_note = _emitter(plan, views, config)
+    body = emitter.program(op_id, op)
     stmts = prologue + body + epilogue
     OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
                           "shape": op.shape_text(), "plan": plan.describe(),
                           "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
-                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows}
+                          "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows,
+                          "loop_ws": loop_note,
+                          # the operator's attributes, for per-operator references (spike.py)
+                          "attrs": {"layout": op.layout, "kernel_layout": op.kernel_layout,
+                                    "strides": tuple(op.strides), "padding": tuple(op.padding),
+                                    "dilation": tuple(op.dilation), "groups": op.groups}}
     func = prim_func.with_body(_root(stmts, allocs))
     func = func.with_attr("gemmini.op_id", op_id)
     return _mark_scheduled(func)
+
+
+def _emitter(plan, views, config):
+    """The program's emitter: one gemmini_loop_ws per CoSA tile where the tile allows it
+    (loops.py), else every command; and a note saying which and why."""
+    from . import loops
+
+    if plan.dataflow == "OS":
+        from .output_stationary import os_emitter
+
+        return os_emitter(_Emitter)(plan, views, config), "output-stationary (loop_ws is WS)"
+    if not loops.enabled():
+        return _Emitter(plan, views, config), "off"
+    tile = loops.loop_ws_tile(plan, views)
+    if isinstance(tile, str):
+        return _Emitter(plan, views, config), tile
+    return loops.loop_ws_emitter(_Emitter)(plan, views, config, tile), "loop_ws"
 
 
 def _scheduled_problem(problem, mapping, config):
@@ -297,8 +318,12 @@ class _Emitter:
         return self.analyzer.simplify(expr) if not isinstance(expr, int) else self.const(expr)
 
     def call(self, name, *args):
-        args = [self.const(a) if isinstance(a, int) else a for a in args]
-        return self.tirx.Evaluate(self.tirx.call_extern("int32", name, *args))
+        return isa.call(name, *args)  # gemmini.h commands as intrinsics: see isa.py
+
+    def config_ld(self, stride_bytes, mvin_id):
+        """The DRAM row stride of mvin (id 0), mvin2 (1) or mvin3 (2), unscaled, not shrunk."""
+        return isa.call("gemmini_extended3_config_ld", stride_bytes, isa.MVIN_SCALE_IDENTITY, 0,
+                        mvin_id)
 
     def seq(self, stmts):
         stmts = [s for s in stmts if s is not None]
@@ -480,14 +505,11 @@ class _Emitter:
         setup = [
             self.call("gemmini_begin_op", op_id),
             self.call("gemmini_flush", 0),
-            self.call("gemmini_extended_config_ex", WEIGHT_STATIONARY, 0, 0, plan.a_stride(),
-                      0, 0),
-            self.call("gemmini_extended_config_ld",
-                      views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
-            self.call("gemmini_extended_config_ld",
-                      views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
-            self.call("gemmini_extended_config_ld",
-                      views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
+            self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
+                      plan.a_stride(), 0, 0),
+            self.config_ld(views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
+            self.config_ld(views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
+            self.config_ld(views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
             self.call("gemmini_config_st",
                       views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
         ]

@@ -79,6 +79,8 @@ class Plan:
     # the loops merged into the stream: host loop indices and register loop indices
     stream_host: frozenset = frozenset()
     stream_reg: frozenset = frozenset()
+    dataflow: str = "WS"  # OS: outputs held in the PEs, reg_loops are the reduction chain
+    red_chunk: int = 1  # OS: reduction columns of one compute (A columns, B rows)
 
     @property
     def spad_rows(self) -> int:
@@ -123,16 +125,53 @@ def _levels(arch):
     return tuple(range(acc)), acc, acc + 1, top
 
 
-def _check_keeps(mapping, arch, regs, acc, spad, problem):
+def _check_keeps(mapping, arch, regs, acc, spad, problem, os_flow=False):
     want = {acc: {OUTPUTS}, spad: {INPUTS, WEIGHTS}}
     for r in regs:
-        want[r] = {WEIGHTS}
+        want[r] = {OUTPUTS} if os_flow else {WEIGHTS}
     for level, tensors in want.items():
         kept = set(mapping.kept(arch, level)) & set(problem.tensor_names)
         if kept != tensors:
             raise UnsupportedMapping(
                 f"level {arch.levels[level].name} keeps {sorted(kept)}; the Gemmini lowering "
-                f"needs {sorted(tensors)} there (weight-stationary bypass pattern)")
+                f"needs {sorted(tensors)} there ({'output' if os_flow else 'weight'}-stationary "
+                "bypass pattern)")
+
+
+def _os_pixel(lv_acc, dims) -> str:
+    """The one pixel dimension an output-stationary array takes on X (rows of A and C)."""
+    spatial = [d for d, f in lv_acc.spatial_x.items() if f > 1]
+    if len(spatial) > 1 or (spatial and spatial[0] not in dims.pixels):
+        raise UnsupportedMapping(f"output-stationary: X takes one pixel dimension, the mapping "
+                                 f"has {spatial}")
+    return spatial[0] if spatial else dims.pixels[-1]
+
+
+def _os_chain(reg_loops, dims, dim):
+    """Output-stationary: the register loops run while the outputs stay in the PEs, so they must
+    all be reductions; one compute takes `chunk` consecutive values of the array's reduction
+    dimension (its register factor, or DIM of it), so its loop steps over chunks."""
+    bad = [lp.dim for lp in reg_loops if lp.dim not in dims.reductions]
+    if bad:
+        raise UnsupportedMapping(f"register-level loop over {bad[0]}: with the outputs held in "
+                                 "the PEs only reduction loops run there")
+    chunk, chain = 1, []
+    for lp in reg_loops:
+        if lp.dim != dims.reduction:
+            chain.append(lp)
+            continue
+        if lp.stride != 1:
+            raise UnsupportedMapping(f"output-stationary: the register loop of {lp.dim} must be "
+                                     "its innermost factor")
+        chunk = lp.extent if lp.extent <= dim else dim
+        if lp.extent % chunk:
+            raise UnsupportedMapping(f"output-stationary: {lp.extent} {lp.dim} per output is not "
+                                     f"a whole number of {dim}-wide computes")
+        if lp.extent > chunk:
+            chain.append(Loop(lp.dim, lp.extent // chunk, lp.level, chunk))
+    for i, lp in enumerate(chain):
+        lp.index = i
+    return chain, chunk
 
 
 def _factor_chain(mapping, problem, acc, top) -> dict:
@@ -160,19 +199,19 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
     `sizes`: the real layer sizes when `problem` is a padded version of the layer (channel
     dimensions rounded up to whole array blocks); commands are then clipped at the real edges.
     """
-    if config.dataflow != "WS":
-        raise UnsupportedMapping("only the weight-stationary dataflow is lowered")
     dims = gemmini_dims(problem)
     regs, acc, spad, top = _levels(arch)
-    _check_keeps(mapping, arch, regs, acc, spad, problem)
+    os_flow = config.dataflow == "OS"
+    _check_keeps(mapping, arch, regs, acc, spad, problem, os_flow)
     lv_acc = mapping.levels[acc]
-    for axis, factors, ok in (("X", lv_acc.spatial_x, dims.reduction),
+    x_dim = _os_pixel(lv_acc, dims) if os_flow else dims.reduction
+    for axis, factors, ok in (("X", lv_acc.spatial_x, x_dim),
                               ("Y", lv_acc.spatial_y, dims.output_channel)):
         bad = [d for d, f in factors.items() if f > 1 and d != ok]
         if bad:
             raise UnsupportedMapping(f"dimension {bad[0]} is spatial on {axis}; the array takes "
                                      f"only {ok} there")
-    fx = lv_acc.spatial_x.get(dims.reduction, 1)
+    fx = lv_acc.spatial_x.get(x_dim, 1)
     fy = lv_acc.spatial_y.get(dims.output_channel, 1)
     if fx > config.dim or fy > config.dim:
         raise UnsupportedMapping(f"block {fx}x{fy} exceeds the {config.dim}x{config.dim} array")
@@ -197,10 +236,14 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
         lp.index = i
     for i, lp in enumerate(reg_loops):
         lp.index = i
-    bad = [lp.dim for lp in reg_loops if lp.dim not in dims.pixels]
-    if bad:
-        raise UnsupportedMapping(f"register-level loop over {bad[0]}: only pixels stream through "
-                                 "the array with the weights held")
+    if os_flow:
+        reg_loops, red_chunk = _os_chain(reg_loops, dims, config.dim)
+    else:
+        red_chunk = 1
+        bad = [lp.dim for lp in reg_loops if lp.dim not in dims.pixels]
+        if bad:
+            raise UnsupportedMapping(f"register-level loop over {bad[0]}: only pixels stream "
+                                     "through the array with the weights held")
 
     def fill_of(tensor, level):
         top_tile = mapping.tile_level(tensor, level)
@@ -215,15 +258,22 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
         ext = {d: 1 for d in problem.dims}
         for lp in loops[fill:] + reg_loops:
             ext[lp.dim] *= lp.extent
-        ext[dims.reduction] *= fx
+        ext[x_dim] *= fx
         ext[dims.output_channel] *= fy
+        if os_flow:  # the chain's loops step over chunks of the reduction
+            ext[dims.reduction] *= red_chunk
         return ext
 
-    preload_fill = max(fill_of(WEIGHTS, r) for r in regs) if regs else len(loops)
-    stream_dim, stream_host, stream_reg = _choose_stream(loops, reg_loops, preload_fill, acc,
-                                                         dims)
+    if os_flow:  # one compute: the fx pixels on X, a chunk of the reduction; nothing streams
+        preload_fill = len(loops)
+        stream_dim, stream_host, stream_reg = x_dim, frozenset(), frozenset()
+    else:
+        preload_fill = max(fill_of(WEIGHTS, r) for r in regs) if regs else len(loops)
+        stream_dim, stream_host, stream_reg = _choose_stream(loops, reg_loops, preload_fill, acc,
+                                                             dims)
     tiles = {}
-    for tensor, level, col, width in ((INPUTS, spad, dims.reduction, fx),
+    for tensor, level, col, width in ((INPUTS, spad, dims.reduction,
+                                       red_chunk if os_flow else fx),
                                       (WEIGHTS, spad, dims.output_channel, fy),
                                       (OUTPUTS, acc, dims.output_channel, fy)):
         fill = fill_of(tensor, level)
@@ -239,7 +289,7 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
                                      f"supported ({sizes[d]} -> {n})")
     plan = Plan(problem, dims, config, loops, reg_loops, fx, fy, tiles, preload_fill=preload_fill,
                 stream_dim=stream_dim, sizes=sizes, padded=padded, stream_host=stream_host,
-                stream_reg=stream_reg)
+                stream_reg=stream_reg, dataflow=config.dataflow, red_chunk=red_chunk)
     if plan.spad_rows > config.spad_rows or plan.acc_rows > config.acc_rows:
         raise UnsupportedMapping(
             f"the tiles need {plan.spad_rows} scratchpad rows and {plan.acc_rows} accumulator "

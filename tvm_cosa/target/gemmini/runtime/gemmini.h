@@ -28,29 +28,41 @@
 #define OUTPUT_STATIONARY 0
 #define WEIGHT_STATIONARY 1
 #define NO_ACTIVATION 0
+#define RELU 1
+#define MVIN_SCALE_IDENTITY 1.0f
+#define ACC_SCALE_IDENTITY 1.0f
 
 /* ---- ISA ------------------------------------------------------------------------------------
- * Scalars are int32_t so that the declarations TVM's C back end writes for call_extern match. */
+ * Names and arguments are those of Gemmini's gemmini.h, where they are macros: the generated C
+ * calls them as intrinsics without writing prototypes (isa.py) and is compiled with
+ * `-include gemmini.h`, this one or Gemmini's. Addresses arrive as uint32 (bit 31 set). */
 int32_t gemmini_flush(int32_t skip);
 int32_t gemmini_fence(void);
 /* Dataflow and the row stride of A reads (a_stride: A row i is spad row a + i * a_stride).
  * Activation, shift and transposes are not modelled and must be 0. */
 int32_t gemmini_extended_config_ex(int32_t dataflow, int32_t act, int32_t sys_shift,
                                    int32_t a_stride, int32_t a_transpose, int32_t b_transpose);
-/* DRAM byte stride between the rows of a mvin (id 0), mvin2 (id 1) or mvin3 (id 2). */
-int32_t gemmini_extended_config_ld(int32_t stride_bytes, int32_t id);
-/* DRAM byte stride between the rows of a mvout. */
+/* DRAM byte stride between the rows of a mvin (id 0), mvin2 (id 1) or mvin3 (id 2), its scale
+ * (scratchpad loads and shrunk accumulator loads: round half to even, saturate to elem_t) and
+ * `shrunk` (an accumulator mvin reads elem_t values). gemmini_extended_config_ld: id 0. */
+int32_t gemmini_extended3_config_ld(int32_t stride_bytes, float scale, int32_t shrunk,
+                                    int32_t id);
+int32_t gemmini_extended_config_ld(int32_t stride_bytes, float scale);
+/* DRAM byte stride between the rows of a mvout; for non-full accumulator reads, the activation
+ * (NO_ACTIVATION or RELU) and scale applied on the way to elem_t. gemmini_config_st: neither. */
+int32_t gemmini_extended_config_st(int32_t stride_bytes, int32_t act, float scale);
 int32_t gemmini_config_st(int32_t stride_bytes);
 /* rows x cols elements from DRAM (rows stride_bytes apart) to private memory rows sp_addr...
  * A NULL dram pointer writes zeros. To the accumulator: acc_t values. */
 int32_t gemmini_extended_mvin(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
 int32_t gemmini_extended_mvin2(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
 int32_t gemmini_extended_mvin3(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
-/* rows x cols elements from private memory to DRAM. From the accumulator only raw values
- * (GEMMINI_FULL_BIT) are modelled: requantization runs on the CPU. */
+/* rows x cols elements from private memory to DRAM. From the accumulator: raw acc_t values with
+ * GEMMINI_FULL_BIT, else scaled and activated elem_t values (config_st). */
 int32_t gemmini_extended_mvout(void* dram, int32_t sp_addr, int32_t cols, int32_t rows);
 /* WS: the next compute_preloaded loads B (bd_rows x bd_cols) into the array; both computes
- * write their result (c_rows x c_cols) to c. OS: bd is D, the initial value of the PEs. */
+ * write their result (c_rows x c_cols) to c (the accumulator, or the scratchpad saturated to
+ * elem_t). OS: bd is D, the initial value of the PEs. */
 int32_t gemmini_extended_preload(int32_t bd, int32_t c, int32_t bd_cols, int32_t bd_rows,
                                  int32_t c_cols, int32_t c_rows);
 int32_t gemmini_extended_compute_preloaded(int32_t a, int32_t bd, int32_t a_cols,
@@ -58,6 +70,23 @@ int32_t gemmini_extended_compute_preloaded(int32_t a, int32_t bd, int32_t a_cols
 /* WS: reuse the weights already in the array. OS: keep accumulating in the PEs. */
 int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_cols,
                                              int32_t a_rows, int32_t bd_cols, int32_t bd_rows);
+
+/* ---- CISC loop instructions ----------------------------------------------------------------
+ * gemmini_loop_ws: one I x J x K matmul in DIM x DIM blocks (pad_*: the missing rows / columns
+ * of the last block), as libgemmini's loop_ws executes it: D (if not NULL) moved into
+ * accumulator rows 0.., then for k, j, i: A block (i, k) moved in at j == 0 (if A is not NULL),
+ * B block (k, j) at i == 0 (if B is not NULL), preload + compute into accumulator rows
+ * (i * J + j) * DIM (overwriting at k == 0 unless ex_accumulate), C block (i, j) moved out at
+ * k == K - 1 (if C is not NULL). A sits at scratchpad row 0, B ends at half the scratchpad:
+ * the working set must fit half of each memory (double buffering). Strides are in elements; the
+ * DRAM row strides of the moves are the configured ones (config_ld ids 0, 1, 2, config_st).
+ * Modelled: full_C = 1, low_D = 0, no activation, transposes, resadd; spad ids 0 / 1 / 2. */
+int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
+                        int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
+                        int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,
+                        int32_t B_transpose, int32_t full_C, int32_t low_D,
+                        int32_t ex_accumulate, int32_t act, int32_t a_spad_id,
+                        int32_t b_spad_id, int32_t is_resadd);
 
 /* ---- host side of the functional model (not part of the ISA) ------------------------------- */
 enum gemmini_counter {
@@ -67,6 +96,9 @@ enum gemmini_counter {
   GEMMINI_BYTES_IN, GEMMINI_BYTES_IN_ACC, GEMMINI_BYTES_OUT, GEMMINI_MACS,
   GEMMINI_SPAD_ROWS_USED, GEMMINI_ACC_ROWS_USED, /* highest row touched + 1 */
   GEMMINI_CALLS, /* gemmini_begin_op calls */
+  GEMMINI_LOOP_WS, /* gemmini_loop_ws calls (6 RoCC instructions each on Gemmini) */
+  GEMMINI_LOOP_COMMANDS, /* mvin / preload / compute / mvout the loop unit issued itself
+                            (counted in their own counters too, but not issued by the CPU) */
   GEMMINI_NUM_COUNTERS
 };
 const char* gemmini_counter_name(int32_t counter);

@@ -20,7 +20,13 @@ static struct {
   int dataflow;
   int a_stride;
   int32_t load_stride[3];
+  int load_configured[3];
+  float load_scale[3];  /* mvin scale (scratchpad, and shrunk accumulator loads) */
+  int load_shrunk[3];   /* accumulator mvin reads elem_t instead of acc_t */
   int32_t store_stride;
+  int store_act;
+  int store_configured;        /* mvout from the accumulator (not full): activation and scale */
+  float store_scale;
   uint32_t preload_bd, preload_c;
   int preload_bd_rows, preload_bd_cols, preload_c_rows, preload_c_cols;
   int preloaded;      /* a preload waits for its compute */
@@ -40,6 +46,7 @@ static const char* counter_names[GEMMINI_NUM_COUNTERS] = {
   "config_ex", "config_ld", "config_st", "mvin", "mvin_acc", "mvout", "preload",
   "compute_preloaded", "compute_accumulated", "fence", "flush",
   "bytes_in", "bytes_in_acc", "bytes_out", "macs", "spad_rows_used", "acc_rows_used", "calls",
+  "loop_ws", "loop_commands",
 };
 
 /* ---- bookkeeping ------------------------------------------------------------------------- */
@@ -80,6 +87,35 @@ static inline acc_t mac(acc_t sum, elem_t a, acc_t b) {
   return (acc_t)(int32_t)((uint32_t)sum + (uint32_t)((int32_t)a * b));
 #else
   return sum + (acc_t)a * b;
+#endif
+}
+
+/* libgemmini's ROUND_NEAR_EVEN of gemmini_params.h: round half to even through long long. */
+static float round_near_even(float x) {
+  long long i = (long long)x;
+  long long next = x < 0 ? (long long)x - 1 : (long long)x + 1;
+  float rem = x - (float)i;
+  rem = rem < 0 ? -rem : rem;
+  return rem < 0.5f ? (float)i : (rem > 0.5f ? (float)next : (i % 2 == 0 ? (float)i : (float)next));
+}
+
+/* MVIN_SCALE / ACC_SCALE then saturation to elem_t, as libgemmini's mvin_scale / acc_scale. */
+static elem_t scale_to_elem(acc_t x, float scale) {
+#ifdef ELEM_T_IS_INT8
+  float y = round_near_even((float)x * scale);
+  int32_t v = y > 127 ? 127 : (y < -128 ? -128 : (int32_t)y);
+  return (elem_t)v;
+#else
+  return (elem_t)(x * scale);
+#endif
+}
+
+/* A result written to the scratchpad: saturated to elem_t (libgemmini's sys_shift by 0). */
+static elem_t saturate(acc_t x) {
+#ifdef ELEM_T_IS_INT8
+  return (elem_t)(x > 127 ? 127 : (x < -128 ? -128 : x));
+#else
+  return (elem_t)x;
 #endif
 }
 
@@ -136,21 +172,39 @@ int32_t gemmini_extended_config_ex(int32_t dataflow, int32_t act, int32_t sys_sh
   return 0;
 }
 
-int32_t gemmini_extended_config_ld(int32_t stride_bytes, int32_t id) {
+int32_t gemmini_extended3_config_ld(int32_t stride_bytes, float scale, int32_t shrunk,
+                                    int32_t id) {
   if (st.status) return st.status;
   if (id < 0 || id > 2) return fail("config_ld", "mvin id %d; expected 0, 1 or 2", id);
-  if (stride_bytes <= 0) return fail("config_ld", "stride %d bytes; must be > 0", stride_bytes);
+  /* stride 0 is legal: every row reads the same DRAM row (a repeated bias) */
+  if (stride_bytes < 0) return fail("config_ld", "stride %d bytes; must be >= 0", stride_bytes);
   st.load_stride[id] = stride_bytes;
+  st.load_configured[id] = 1;
+  st.load_scale[id] = scale;
+  st.load_shrunk[id] = shrunk != 0;
   count(GEMMINI_CONFIG_LD, 1);
   return 0;
 }
 
-int32_t gemmini_config_st(int32_t stride_bytes) {
+int32_t gemmini_extended_config_ld(int32_t stride_bytes, float scale) {
+  return gemmini_extended3_config_ld(stride_bytes, scale, 0, 0);
+}
+
+int32_t gemmini_extended_config_st(int32_t stride_bytes, int32_t act, float scale) {
   if (st.status) return st.status;
-  if (stride_bytes <= 0) return fail("config_st", "stride %d bytes; must be > 0", stride_bytes);
+  if (stride_bytes < 0) return fail("config_st", "stride %d bytes; must be >= 0", stride_bytes);
+  if (act != NO_ACTIVATION && act != RELU)
+    return fail("config_st", "activation %d; only none (0) and ReLU (1) are modelled", act);
   st.store_stride = stride_bytes;
+  st.store_act = act;
+  st.store_scale = scale;
+  st.store_configured = 1;
   count(GEMMINI_CONFIG_ST, 1);
   return 0;
+}
+
+int32_t gemmini_config_st(int32_t stride_bytes) {
+  return gemmini_extended_config_st(stride_bytes, NO_ACTIVATION, 1.0f);
 }
 
 /* ---- data movement ----------------------------------------------------------------------- */
@@ -162,13 +216,14 @@ static int32_t mvin(int id, void* dram, int32_t sp_addr, int32_t cols, int32_t r
   if (addr == GARBAGE_ADDR) return fail(cmd, "destination is GARBAGE_ADDR");
   if (check_block(cmd, cols, rows) || check_rows(cmd, "destination", addr, rows, 1))
     return st.status;
-  if (dram != NULL && st.load_stride[id] == 0)
-    return fail(cmd, "no row stride configured (call gemmini_extended_config_ld(stride, %d))", id);
+  if (dram != NULL && !st.load_configured[id])
+    return fail(cmd, "no row stride configured (call gemmini_extended3_config_ld(stride, scale, "
+                     "shrunk, %d))", id);
   uint32_t row = addr & GEMMINI_ROW_MASK;
   const char* base = (const char*)dram;
   if (base != NULL && st.pending_mvout) {
     /* the DMA does not order a mvin after a mvout of the same memory: a fence must */
-    size_t size = (addr & GEMMINI_ACC_BIT) ? sizeof(acc_t) : sizeof(elem_t);
+    size_t size = (addr & GEMMINI_ACC_BIT) && !st.load_shrunk[id] ? sizeof(acc_t) : sizeof(elem_t);
     uintptr_t lo = (uintptr_t)base, hi = lo + (size_t)(rows - 1) * st.load_stride[id] + cols * size;
     if (lo < st.pending_hi && st.pending_lo < hi)
       return fail(cmd, "reads DRAM that a mvout wrote since the last fence; call gemmini_fence() "
@@ -176,20 +231,33 @@ static int32_t mvin(int id, void* dram, int32_t sp_addr, int32_t cols, int32_t r
   }
   if (addr & GEMMINI_ACC_BIT) {
     int accumulate = (addr & GEMMINI_ACCUMULATE_BIT) != 0;
+    int shrunk = st.load_shrunk[id];  /* elem_t values, scaled; else acc_t values, unscaled */
+    size_t size = shrunk ? sizeof(elem_t) : sizeof(acc_t);
     for (int i = 0; i < rows; i++)
       for (int j = 0; j < cols; j++) {
         acc_t v = 0;
-        if (base) memcpy(&v, base + (size_t)i * st.load_stride[id] + j * sizeof(acc_t), sizeof v);
+        if (base && shrunk) {
+          elem_t e;
+          memcpy(&e, base + (size_t)i * st.load_stride[id] + j * size, sizeof e);
+          v = scale_to_elem(e, st.load_scale[id]);
+        } else if (base) {
+          memcpy(&v, base + (size_t)i * st.load_stride[id] + j * size, sizeof v);
+        }
         acc[row + i][j] = accumulate ? acc_add(acc[row + i][j], v) : v;
       }
     count(GEMMINI_MVIN_ACC, 1);
-    count(GEMMINI_BYTES_IN_ACC, base ? (int64_t)rows * cols * sizeof(acc_t) : 0);
+    count(GEMMINI_BYTES_IN_ACC, base ? (int64_t)rows * cols * size : 0);
   } else {
     if (addr & (GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT))
       return fail(cmd, "scratchpad address 0x%08x has accumulator flags set", addr);
     for (int i = 0; i < rows; i++) {
-      if (base) memcpy(spad[row + i], base + (size_t)i * st.load_stride[id], cols * sizeof(elem_t));
-      else memset(spad[row + i], 0, cols * sizeof(elem_t));
+      if (!base) {
+        memset(spad[row + i], 0, cols * sizeof(elem_t));
+        continue;
+      }
+      memcpy(spad[row + i], base + (size_t)i * st.load_stride[id], cols * sizeof(elem_t));
+      if (st.load_scale[id] != 1.0f)
+        for (int j = 0; j < cols; j++) spad[row + i][j] = scale_to_elem(spad[row + i][j], st.load_scale[id]);
     }
     count(GEMMINI_MVIN, 1);
     count(GEMMINI_BYTES_IN, base ? (int64_t)rows * cols * sizeof(elem_t) : 0);
@@ -208,16 +276,22 @@ int32_t gemmini_extended_mvout(void* dram, int32_t sp_addr, int32_t cols, int32_
   if (dram == NULL) return fail(cmd, "NULL destination");
   if (addr == GARBAGE_ADDR) return fail(cmd, "source is GARBAGE_ADDR");
   if (check_block(cmd, cols, rows) || check_rows(cmd, "source", addr, rows, 1)) return st.status;
-  if (st.store_stride == 0) return fail(cmd, "no row stride configured (call gemmini_config_st)");
+  if (!st.store_configured) return fail(cmd, "no row stride configured (call gemmini_config_st)");
   uint32_t row = addr & GEMMINI_ROW_MASK;
   char* base = (char*)dram;
   size_t elem_size;
-  if (addr & GEMMINI_ACC_BIT) {
-    if (!(addr & GEMMINI_FULL_BIT))
-      return fail(cmd, "scaled (non-full) accumulator reads are not modelled; set bit 29");
+  if ((addr & GEMMINI_ACC_BIT) && (addr & GEMMINI_FULL_BIT)) {  /* raw acc_t values */
     for (int i = 0; i < rows; i++)
       memcpy(base + (size_t)i * st.store_stride, acc[row + i], cols * sizeof(acc_t));
     elem_size = sizeof(acc_t);
+  } else if (addr & GEMMINI_ACC_BIT) {  /* scaled to elem_t, then the activation */
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++) {
+        elem_t e = scale_to_elem(acc[row + i][j], st.store_scale);
+        if (st.store_act == RELU && e < 0) e = 0;
+        memcpy(base + (size_t)i * st.store_stride + j * sizeof(elem_t), &e, sizeof e);
+      }
+    elem_size = sizeof(elem_t);
   } else {
     for (int i = 0; i < rows; i++)
       memcpy(base + (size_t)i * st.store_stride, spad[row + i], cols * sizeof(elem_t));
@@ -245,8 +319,8 @@ int32_t gemmini_extended_preload(int32_t bd, int32_t c, int32_t bd_cols, int32_t
     if (check_rows(cmd, "B/D", (uint32_t)bd, bd_rows, 1)) return st.status;
   }
   if ((uint32_t)c != GARBAGE_ADDR) {
-    if (!((uint32_t)c & GEMMINI_ACC_BIT))
-      return fail(cmd, "results to the scratchpad are not modelled; write to the accumulator");
+    if (!((uint32_t)c & GEMMINI_ACC_BIT) && ((uint32_t)c & (GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT)))
+      return fail(cmd, "scratchpad result address 0x%08x has accumulator flags set", (uint32_t)c);
     if (check_rows(cmd, "C", (uint32_t)c, c_rows, 1)) return st.status;
   }
   st.preload_bd = (uint32_t)bd;
@@ -310,12 +384,16 @@ static int32_t compute(int preload, int32_t a, int32_t bd, int32_t a_cols, int32
       }
     count(GEMMINI_MACS, (int64_t)a_rows * a_cols * bd_cols);
   }
-  if (st.preload_c != GARBAGE_ADDR) {
+  if (st.preload_c != GARBAGE_ADDR && (st.preload_c & GEMMINI_ACC_BIT)) {
     uint32_t row = st.preload_c & GEMMINI_ROW_MASK;
     int accumulate = (st.preload_c & GEMMINI_ACCUMULATE_BIT) != 0;
     for (int i = 0; i < st.preload_c_rows; i++)
       for (int j = 0; j < st.preload_c_cols; j++)
         acc[row + i][j] = accumulate ? acc_add(acc[row + i][j], out[i][j]) : out[i][j];
+  } else if (st.preload_c != GARBAGE_ADDR) {  /* to the scratchpad: saturated to elem_t */
+    uint32_t row = st.preload_c & GEMMINI_ROW_MASK;
+    for (int i = 0; i < st.preload_c_rows; i++)
+      for (int j = 0; j < st.preload_c_cols; j++) spad[row + i][j] = saturate(out[i][j]);
   }
   count(preload ? GEMMINI_COMPUTE_PRELOADED : GEMMINI_COMPUTE_ACCUMULATED, 1);
   return 0;
@@ -418,4 +496,76 @@ int32_t gemmini_peek_row(int32_t sp_addr, void* out) {
     memcpy(out, spad[row], sizeof spad[row]);
   }
   return 0;
+}
+
+/* ---- CISC loops (libgemmini's loop_ws, gemmini.cc) ---------------------------------------- */
+static int64_t commands_so_far(void) {
+  static const int commands[] = {GEMMINI_MVIN, GEMMINI_MVIN_ACC, GEMMINI_MVOUT, GEMMINI_PRELOAD,
+                                 GEMMINI_COMPUTE_PRELOADED, GEMMINI_COMPUTE_ACCUMULATED};
+  int64_t n = 0;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) n += totals[commands[i]];
+  return n;
+}
+
+int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
+                        int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
+                        int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,
+                        int32_t B_transpose, int32_t full_C, int32_t low_D,
+                        int32_t ex_accumulate, int32_t act, int32_t a_spad_id,
+                        int32_t b_spad_id, int32_t is_resadd) {
+  const char* cmd = "loop_ws";
+  if (st.status) return st.status;
+  if (I < 1 || J < 1 || K < 1 || I > 0xFFFF || J > 0xFFFF || K > 0xFFFF)
+    return fail(cmd, "bounds I=%d J=%d K=%d; each must be in 1..65535 blocks", I, J, K);
+  if (pad_I < 0 || pad_I >= DIM || pad_J < 0 || pad_J >= DIM || pad_K < 0 || pad_K >= DIM)
+    return fail(cmd, "padding %d, %d, %d; each must be in 0..%d", pad_I, pad_J, pad_K, DIM - 1);
+  if (!full_C || low_D || act != NO_ACTIVATION || A_transpose || B_transpose || is_resadd)
+    return fail(cmd, "only full_C = 1, low_D = 0, no activation, transposes or resadd are "
+                     "modelled");
+  if (st.dataflow != WEIGHT_STATIONARY || !st.configured)
+    return fail(cmd, "needs the weight-stationary dataflow configured (config_ex)");
+  /* libgemmini stops the simulation here; the model reports it */
+  int64_t spad_rows = ((int64_t)I * K + (int64_t)K * J) * DIM, acc_rows = (int64_t)I * J * DIM;
+  if (spad_rows > SP_ROWS / 2 || acc_rows > ACC_ROWS / 2)
+    return fail(cmd, "bounds too large for double buffering: %lld scratchpad rows (at most %d), "
+                     "%lld accumulator rows (at most %d)", (long long)spad_rows, SP_ROWS / 2,
+                (long long)acc_rows, ACC_ROWS / 2);
+  uint32_t a_start = a_spad_id == 2 ? SP_ROWS / 2 : 0;
+  uint32_t b_start = (b_spad_id == 2 ? SP_ROWS : SP_ROWS / 2) - (uint32_t)(K * J * DIM);
+  const uint32_t d_start = GEMMINI_ACC_BIT;
+  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT;
+  count(GEMMINI_LOOP_WS, 1);
+  int64_t before = commands_so_far();
+  char *a = (char*)A, *b = (char*)B, *d = (char*)D, *c = (char*)C;
+  if (d != NULL)
+    for (int i = 0; i < I; i++)
+      for (int j = 0; j < J; j++) {
+        int rows = DIM - (i == I - 1 ? pad_I : 0), cols = DIM - (j == J - 1 ? pad_J : 0);
+        mvin(2, d + ((size_t)i * D_stride + j) * DIM * sizeof(acc_t),
+             (int32_t)(d_start + (uint32_t)((i * J + j) * DIM)), cols, rows);
+      }
+  for (int k = 0; k < K && !st.status; k++)
+    for (int j = 0; j < J && !st.status; j++)
+      for (int i = 0; i < I && !st.status; i++) {
+        uint32_t a_addr = a_start + (uint32_t)((i * K + k) * DIM);
+        uint32_t b_addr = b_start + (uint32_t)((k * J + j) * DIM);
+        uint32_t c_addr = c_start + (uint32_t)((i * J + j) * DIM);
+        int a_rows = DIM - (i == I - 1 ? pad_I : 0), a_cols = DIM - (k == K - 1 ? pad_K : 0);
+        int b_rows = a_cols, b_cols = DIM - (j == J - 1 ? pad_J : 0);
+        if (j == 0 && a != NULL)
+          mvin(0, a + ((size_t)i * A_stride + k) * DIM * sizeof(elem_t), (int32_t)a_addr, a_cols,
+               a_rows);
+        if (i == 0 && b != NULL)
+          mvin(1, b + ((size_t)k * B_stride + j) * DIM * sizeof(elem_t), (int32_t)b_addr, b_cols,
+               b_rows);
+        uint32_t out_addr = (!ex_accumulate && k == 0) ? c_addr & ~GEMMINI_ACCUMULATE_BIT : c_addr;
+        gemmini_extended_preload(i == 0 ? (int32_t)b_addr : (int32_t)GARBAGE_ADDR,
+                                 (int32_t)out_addr, b_cols, b_rows, b_cols, a_rows);
+        compute(i == 0, (int32_t)a_addr, (int32_t)GARBAGE_ADDR, a_cols, a_rows, DIM, DIM);
+        if (c != NULL && k == K - 1)
+          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * sizeof(acc_t),
+                                 (int32_t)c_addr, b_cols, a_rows);
+      }
+  count(GEMMINI_LOOP_COMMANDS, commands_so_far() - before);
+  return st.status;
 }

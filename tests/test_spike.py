@@ -1,0 +1,209 @@
+"""The generated Gemmini C on Gemmini's own simulator (Spike + libgemmini, against the real
+gemmini.h): every Gemmini operator of small int8 models and of random conv2d / matmul layers is
+bit-exact against the functional model and numpy; a wrong expectation is caught; the
+configuration must be the simulator's; `--emit-c` output compiles against the real gemmini.h.
+Skipped when Spike, the SDK or the RISC-V cross compiler is missing."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+tvm = pytest.importorskip("tvm")
+
+from gemmini_util import conv_module, matmul_module  # noqa: E402
+from tvm_cosa import InputError  # noqa: E402
+from tvm_cosa.target.gemmini import GemminiConfig, flow, sdk, spike  # noqa: E402
+
+MISSING = sdk.available()
+needs_spike = pytest.mark.skipif(MISSING is not None, reason=f"Spike not usable: {MISSING}")
+OPTIONS = dict(cache=False, jobs=1, check="builtin")
+
+PARAMS = """
+#define DIM 16
+#define BANK_NUM 4
+#define BANK_ROWS 4096
+#define ACC_ROWS 1024
+typedef int8_t elem_t;
+typedef int32_t acc_t;
+"""
+
+
+def test_gemmini_params_h_must_describe_the_configuration():
+    params = sdk.parse_params(PARAMS)
+    assert params == {"dim": 16, "spad_rows": 16384, "acc_rows": 1024, "elem_t": "int8",
+                      "acc_t": "int32"}
+    assert sdk.config_differences(GemminiConfig(), params) == []
+    diffs = sdk.config_differences(GemminiConfig(dim=8, dtype="float32"), params)
+    assert any(d.startswith("DIM 16 in the header, 8") for d in diffs)
+    assert any(d.startswith("elem_t int8 in the header, float32") for d in diffs)
+
+
+def test_a_missing_sdk_or_spike_is_named(tmp_path, monkeypatch):
+    with pytest.raises(sdk.ToolchainMissing, match="has no include/gemmini.h"):
+        sdk.find_sdk(tmp_path)
+    with pytest.raises(sdk.ToolchainMissing, match="--spike .* is not an executable"):
+        sdk.find_spike(tmp_path / "spike")
+    monkeypatch.setenv(sdk.CC_ENV, "no-such-riscv-gcc")
+    with pytest.raises(sdk.ToolchainMissing, match="no-such-riscv-gcc was not found"):
+        sdk.find_cross_compiler()
+
+
+def run_module(mod, seed=0, mutate=None):
+    compiled = flow.compile_module(mod, "gemmini", **OPTIONS)
+    runner = flow.load(compiled.mod, compiled.config)
+    rng = np.random.default_rng(seed)
+    feed = {p.name: rng.integers(-128, 128, [int(d) for d in p.ty.shape], dtype=np.int8)
+            for p in compiled.mod["main"].params}
+    operators = spike.capture(runner, compiled.mod, feed)
+    assert operators, "nothing was lowered onto Gemmini"
+    if mutate:
+        mutate(operators)
+    return spike.run_on_spike(operators, compiled.config, jobs=2)
+
+
+@needs_spike
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_conv2d_and_matmul_layers_are_bit_exact_on_spike(data):
+    if data.draw(st.booleans(), label="conv"):
+        c = data.draw(st.sampled_from([3, 16, 24, 40]), label="C")
+        k = data.draw(st.sampled_from([8, 16, 32, 48]), label="K")
+        kernel = data.draw(st.sampled_from([1, 3]), label="kernel")
+        stride = data.draw(st.sampled_from([1, 2]), label="stride")
+        hw = data.draw(st.integers(4, 12), label="H=W")
+        pad = kernel // 2
+        mod = conv_module((1, hw, hw, c), (kernel, kernel, c, k), stride=(stride, stride),
+                          pad=(pad,) * 4)
+    else:
+        m, kk, n = (data.draw(st.integers(1, 70), label=x) for x in "MKN")
+        mod = matmul_module((m, kk), (kk, n))
+    (result,) = run_module(mod, seed=data.draw(st.integers(0, 9), label="seed"))
+    assert result.ok, result.message
+    assert result.spike_vs_functional == [0] and result.spike_vs_reference == [True]
+    assert result.commands["compute_preloaded"] >= 1 and result.bytes_moved["out"] > 0
+
+
+@needs_spike
+def test_a_wrong_expected_output_is_reported_as_a_difference():
+    def corrupt(operators):
+        out = operators[0].calls[0].output
+        out.flat[5] += 1
+
+    (result,) = run_module(matmul_module((20, 32), (32, 24)), mutate=corrupt)
+    assert not result.ok
+    assert result.spike_vs_functional == [1]  # exactly the corrupted element
+    assert result.spike_vs_reference == [True]  # Spike itself still equals numpy
+    assert "differs from the functional model" in result.message
+
+
+@needs_spike
+def test_verify_refuses_a_configuration_the_simulator_was_not_built_for(tmp_path):
+    from tvm_cosa.cli import main
+    from tvm_cosa.models import tiny_cnn
+
+    path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_cnn(), path)  # float32: Gemmini's float configuration, not Spike's int8 one
+    result = CliRunner().invoke(main, ["verify", str(path), "--arch", "gemmini", "--no-cache",
+                                       "--simulator", "spike"])
+    assert result.exit_code != 0
+    assert "is not the configuration gemmini-float32" in result.output
+    assert "elem_t int8 in the header, float32 in the configuration" in result.output
+
+
+@needs_spike
+def test_verify_runs_every_gemmini_layer_of_a_small_int8_resnet18_on_spike(tmp_path):
+    from tvm_cosa.models import int8
+
+    path = tmp_path / "r18.onnx"
+    onnx.save(int8.resnet18_int8(image_size=32, width=16), path)
+    done = subprocess.run([sys.executable, "-m", "tvm_cosa.cli", "verify", str(path), "--arch",
+                           "gemmini", "--no-cache", "--simulator", "spike"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "on the Gemmini array: 21 of 21" in done.stdout
+    assert "Spike: 12 of 12 Gemmini operators (21 calls) bit-exact" in done.stdout
+    table = done.stdout.split("RoCC/call", 1)[1]
+    assert table.count(" exact") == 12 and "MISMATCH" not in table
+
+
+def quantized_resnet18(folder):
+    """tvm_cosa's float ResNet-18 (small) through onnxruntime's quant_pre_process (BatchNorm
+    folded) and quantize_static (QDQ, int8 weights per channel, uint8 activations), calibrated on
+    seeded random images."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from tvm_cosa.models import resnet18
+
+    model = resnet18(image_size=32, width=16)
+    onnx.save(model, folder / "float.onnx")
+    quant_pre_process(str(folder / "float.onnx"), str(folder / "pre.onnx"))
+    name = model.graph.input[0].name
+    rng = np.random.default_rng(0)
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: rng.standard_normal((1, 3, 32, 32)).astype(np.float32)}
+                                 for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    path = folder / "int8.onnx"
+    quantize_static(str(folder / "pre.onnx"), str(path), Images(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    return path
+
+
+@needs_spike
+def test_an_onnxruntime_quantized_float_graph_runs_on_spike_bit_exactly(tmp_path):
+    from tvm_cosa.models import input_feed
+    from tvm_cosa.relax.frontend import import_onnx
+
+    model = onnx.load(quantized_resnet18(tmp_path))
+    compiled = flow.compile_module(import_onnx(model), "gemmini", **OPTIONS)
+    on_array = [r for r in compiled.report.records if r.lowering == "gemmini"]
+    # the 20 convolutions (a QDQ Gemm stays a float operator: see README, Supported operators)
+    assert [r.op for r in on_array] == ["conv2d"] * 20
+    runner = flow.load(compiled.mod, compiled.config)
+    operators = spike.capture(runner, compiled.mod, input_feed(model))
+    results = spike.run_on_spike(operators, compiled.config, jobs=2)
+    assert sum(len(r.operator.calls) for r in results) == 20
+    assert all(r.ok for r in results), spike.results_table(results)
+
+
+@needs_spike
+def test_emitted_c_compiles_against_the_real_gemmini_h(tmp_path):
+    from tvm_cosa.target.gemmini import codegen
+
+    compiled = flow.compile_module(conv_module((1, 8, 8, 16), (3, 3, 16, 32), pad=(1,) * 4),
+                                   "gemmini", **OPTIONS)
+    out = codegen.emit_c(compiled.mod, tmp_path / "c", compiled.config)
+    toolchain = sdk.find_toolchain()
+    source = next(s for s in out["sources"] if "gemmini_extended_mvin" in s.read_text())
+    obj = toolchain.compile_object(source, tmp_path / "model.o",
+                                   ["-include", "include/gemmini.h",
+                                    *[f"-I{d}" for d in spike.tvm_include_dirs()]])
+    assert obj.stat().st_size > 0
+    symbols = subprocess.run(["riscv64-unknown-elf-nm", str(obj)], capture_output=True,
+                             text=True).stdout
+    # the ISA calls became RoCC instructions (macros), not calls to functions of that name
+    assert "gemmini_extended_mvin" not in symbols and "gemmini_begin_op" in symbols
+
+
+def test_check_config_raises_input_error_naming_the_header(tmp_path):
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "gemmini.h").write_text("")
+    (tmp_path / "include" / "gemmini_params.h").write_text(PARAMS.replace("DIM 16", "DIM 8"))
+    toolchain = sdk.Toolchain(tmp_path, tmp_path / "spike", tmp_path / "cc")
+    with pytest.raises(InputError, match=r"gemmini_params.h is not the configuration gemmini: "
+                                         r"DIM 8 in the header, 16 in the configuration"):
+        toolchain.check_config(GemminiConfig())

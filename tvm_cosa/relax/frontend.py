@@ -57,11 +57,15 @@ def input_shapes(model, overrides=None) -> dict:
 def import_onnx(model, shapes=None):
     """The Relax module of an ONNX model (path or ModelProto), with static input shapes.
     TVM's importer is extended with the ONNX integer operators (onnx_int8); QDQ Conv / MatMul
-    groups are first fused into them as onnxruntime fuses them (onnx_qdq)."""
+    groups are first fused into them as onnxruntime fuses them (onnx_qdq), and onnxruntime's other
+    quantized kernels (QLinearAdd, QGemm, QLinearGlobalAveragePool, float operators between a
+    DequantizeLinear and a QuantizeLinear) are written as integer arithmetic that gives its
+    integers (onnx_qops)."""
     from .onnx_int8 import from_onnx
     from .onnx_qdq import fuse_qdq
+    from .onnx_qops import rewrite_quantized_ops
 
-    model = fuse_qdq(load_onnx(model)).model
+    model = rewrite_quantized_ops(fuse_qdq(load_onnx(model)).model).model
     try:
         return from_onnx(model, shape_dict=input_shapes(model, shapes))
     except InputError:

@@ -63,16 +63,19 @@ def import_onnx(model, shapes=None):
     integers (onnx_qops)."""
     from .onnx_int8 import from_onnx
     from .onnx_qdq import fuse_qdq
-    from .onnx_qops import rewrite_quantized_ops
+    from .onnx_qops import exactness_notes, rewrite_quantized_ops
+    from .report import NOTES_ATTR
 
     model = rewrite_quantized_ops(fuse_qdq(load_onnx(model)).model).model
     try:
-        return from_onnx(model, shape_dict=input_shapes(model, shapes))
+        mod = from_onnx(model, shape_dict=input_shapes(model, shapes))
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - the importer's errors are TVM errors
         raise InputError(f"TVM's ONNX importer failed: {type(err).__name__}: "
                          f"{str(err).strip().splitlines()[-1]}", source="onnx model") from None
+    notes = exactness_notes(model)  # CoSAPass copies them into its report (verify prints them)
+    return mod.with_attr(NOTES_ATTR, notes) if notes else mod
 
 
 def compile_model(mod, arch, *, layout=None, **options):

@@ -34,6 +34,7 @@ table follows the AVX2/FMA kernel on CPUs that have it and the SSE2 kernel other
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -564,6 +565,9 @@ class _Rewriter:
             a, b, y = quant(1, names[0]), quant(4, names[3]), quant(6, out)
             if _per_tensor_8bit(a, b, y) and a.elem_type == b.elem_type == y.elem_type:
                 self.removed.add(id(node))
+                shapes = [self.shapes.get(n) for n in (names[0], names[3])]
+                if all(shapes):  # contrib outputs have no inferred shape: the broadcast one
+                    self.shapes[out] = list(np.broadcast_shapes(*map(tuple, shapes)))
                 return self._add_nodes(names[0], names[3], a, b, y, stem, out), "QLinearAdd table"
         if node.op_type == "QLinearGlobalAveragePool":
             attrs = {at.name: at for at in node.attribute}
@@ -680,3 +684,69 @@ def _topological(nodes, available):
         placed = {id(n) for n in progress}
         remaining = [n for n in remaining if id(n) not in placed]
     return ordered
+
+
+# ---- where the result can still differ ------------------------------------------------------------
+# pairs of uint8 x int8 products onnxruntime's AVX2 kernel adds in int16 (VPMADDUBSW, saturating)
+_INT16_MAX = 32767
+_DATA_MOVEMENT = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+                  "Identity", "Slice", "Gather", "Concat", "Split", "Resize", "Expand",
+                  "DepthToSpace", "SpaceToDepth", "Pad", "Tile"}
+
+
+def _host_has_vnni() -> bool:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return bool(features.get("AVX512VNNI") or features.get("AVXVNNI"))
+
+
+def exactness_notes(model, vnni: bool | None = None) -> list:
+    """Why the imported `model` (after fuse_qdq and rewrite_quantized_ops) may not equal
+    onnxruntime exactly on this CPU, one sentence per cause; [] when it should."""
+    inferred = _inferred_graph(model)
+    types = _elem_types(inferred)
+    consts = {t.name for t in model.graph.initializer}
+    values = {t.name: t for t in model.graph.initializer}
+    notes = []
+    vnni = _host_has_vnni() if vnni is None else vnni
+    saturating = []
+    weight_input = {"QLinearConv": (0, 3), "QLinearMatMul": (0, 3), "MatMulInteger": (0, 1)}
+    for node in model.graph.node:
+        where = weight_input.get(node.op_type)
+        if where is None or len(node.input) <= where[1]:
+            continue
+        act, wts = node.input[where[0]], node.input[where[1]]
+        # int8 activations too: onnxruntime on x86 shifts them to uint8 (QDQS8ToU8Transformer)
+        if types.get(act) not in (2, 3) or wts not in consts:
+            continue
+        from onnx import numpy_helper
+
+        weights = numpy_helper.to_array(values[wts])
+        if weights.dtype == np.int8 and 255 * 2 * int(np.abs(weights.astype(np.int64)).max()) \
+                > _INT16_MAX:
+            saturating.append(node.name or node.output[0])
+    if saturating and not vnni:
+        notes.append(f"{len(saturating)} 8-bit x int8 layer(s) have weights above 64 in magnitude; "
+                     f"onnxruntime's u8s8 kernel on this CPU (AVX2 without VNNI) adds pairs of "
+                     f"products in saturating int16 (VPMADDUBSW), Gemmini adds them exactly "
+                     f"(quantize with reduce_range=True, 7-bit weights, for exact results)")
+    producer = {o: n for n in model.graph.node for o in n.output}
+    int8_activations = any(
+        (n.op_type == "QuantizeLinear" and types.get(n.output[0]) == 3)
+        or (n.op_type in ("QLinearConv", "QLinearMatMul") and types.get(n.input[0]) == 3)
+        for n in model.graph.node)
+    if int8_activations and platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        notes.append("int8 activations: onnxruntime on x86 runs the QDQ groups it does not "
+                     "convert to uint8 as float32 operators (its QDQIsInt8Allowed is false "
+                     "there), which can round a value one step apart from the integer kernels")
+    kept = sorted({producer[n.input[0]].op_type for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and n.input[0] in producer
+                   and producer[n.input[0]].op_type not in _DATA_MOVEMENT | {"DequantizeLinear"}
+                   and producer[n.input[0]].domain in ("", "ai.onnx")})
+    if kept:
+        notes.append(f"float operators quantized by QuantizeLinear that are not rewritten "
+                     f"({', '.join(kept)}): their float32 result may round apart from "
+                     f"onnxruntime's")
+    return notes

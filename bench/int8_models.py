@@ -12,6 +12,11 @@ Target: max abs diff 0 on every model.
     python bench/int8_models.py                          # resnet18_int8 at 224
     python bench/int8_models.py --models all
     python bench/int8_models.py --models resnet18_int8 --image-size 64
+    python bench/int8_models.py --models qdq --image-size 64   # quantize_static'd ResNet-18s
+
+`qdq`: the float ResNet-18 (tvm_cosa.models.resnet18) through onnxruntime's quantize_static
+(seeded calibration data) in four variants: uint8 / int8 activations x per-tensor / per-channel
+weights (8-bit), plus uint8 with 7-bit weights (reduce_range), and QOperator format.
 """
 
 from __future__ import annotations
@@ -31,6 +36,49 @@ from tvm_cosa.models import (bert_encoder_int8, input_feed, mobilenet_v2_int8,  
 from tvm_cosa.relax import frontend  # noqa: E402
 from tvm_cosa.target.gemmini import flow  # noqa: E402
 
+def quantize_static_resnet18(activations, per_channel, reduce_range=False, fmt="QDQ",
+                             image_size=224):
+    """tvm_cosa.models.resnet18 through onnxruntime's quantize_static (4 seeded calibration
+    inputs)."""
+    import tempfile
+    import warnings
+
+    import onnx
+    from onnxruntime import quantization as q
+
+    from tvm_cosa.models import resnet18
+
+    model = resnet18(image_size=image_size)
+    name = model.graph.input[0].name
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+
+    class Calibration(q.CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.data = iter([{name: rng.standard_normal(shape).astype(np.float32)}
+                              for _ in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx.save(model, f"{tmp}/float.onnx")
+        q.quantize_static(f"{tmp}/float.onnx", f"{tmp}/q.onnx", Calibration(),
+                          quant_format=getattr(q.QuantFormat, fmt),
+                          activation_type=getattr(q.QuantType, activations),
+                          weight_type=q.QuantType.QInt8, per_channel=per_channel,
+                          reduce_range=reduce_range)
+        return onnx.load(f"{tmp}/q.onnx")
+
+
+QDQ_VARIANTS = {
+    "qdq_u8_per_tensor": dict(activations="QUInt8", per_channel=False),
+    "qdq_u8_per_channel": dict(activations="QUInt8", per_channel=True),
+    "qdq_s8_per_tensor": dict(activations="QInt8", per_channel=False),
+    "qdq_s8_per_channel": dict(activations="QInt8", per_channel=True),
+    "qdq_u8_per_channel_7bit": dict(activations="QUInt8", per_channel=True, reduce_range=True),
+}
 MODELS = {"resnet18_int8": resnet18_int8, "resnet50_int8": resnet50_int8,
           "mobilenet_v2_int8": mobilenet_v2_int8, "bert_encoder_int8": bert_encoder_int8}
 COUNTS = ("calls", "mvin", "mvout", "preload", "compute_preloaded", "compute_accumulated",
@@ -58,7 +106,7 @@ def run_model(model, jobs):
     feed = input_feed(model)
     got = clock("functional run", runner, feed)
     want = clock("onnxruntime", frontend.run_onnxruntime, model, feed)
-    diff = max(int(np.abs(g.astype(np.int64) - w.astype(np.int64)).max())
+    diff = max(float(np.abs(g.astype(np.float64) - w.astype(np.float64)).max())
                for g, w in zip(got, want))
     records = compiled.report.records
     on_array = sum(r.lowering == "gemmini" for r in records)
@@ -72,7 +120,12 @@ def main():
     parser.add_argument("--image-size", type=int, default=224, help="CNN input side")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    names = list(MODELS) if args.models == "all" else args.models.split(",")
+    MODELS.update({name: (lambda variant=variant, **kw: quantize_static_resnet18(**variant, **kw))
+                   for name, variant in QDQ_VARIANTS.items()})
+    if args.models == "qdq":
+        names = list(QDQ_VARIANTS)
+    else:
+        names = list(MODELS) if args.models == "all" else args.models.split(",")
     failed = False
     for name in names:
         build = MODELS[name]
@@ -82,7 +135,7 @@ def main():
         built = time.perf_counter() - start
         times, diff, on_array, counts = run_model(model, args.jobs)
         steps = "  ".join(f"{k} {v:.2f}s" for k, v in {"model": built, **times}.items())
-        print(f"{name} {kwargs or ''}: max abs diff {diff} ({'exact' if diff == 0 else 'FAIL'}); "
+        print(f"{name} {kwargs or ''}: max abs diff {diff:g} ({'exact' if diff == 0 else 'FAIL'}); "
               f"layers on the array {on_array}")
         print(f"  {steps}")
         print("  gemmini " + "  ".join(f"{k} {counts[k]}" for k in COUNTS))

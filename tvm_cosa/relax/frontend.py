@@ -57,18 +57,25 @@ def input_shapes(model, overrides=None) -> dict:
 def import_onnx(model, shapes=None):
     """The Relax module of an ONNX model (path or ModelProto), with static input shapes.
     TVM's importer is extended with the ONNX integer operators (onnx_int8); QDQ Conv / MatMul
-    groups are first fused into them as onnxruntime fuses them (onnx_qdq)."""
+    groups are first fused into them as onnxruntime fuses them (onnx_qdq), and onnxruntime's other
+    quantized kernels (QLinearAdd, QGemm, QLinearGlobalAveragePool, float operators between a
+    DequantizeLinear and a QuantizeLinear) are written as integer arithmetic that gives its
+    integers (onnx_qops)."""
     from .onnx_int8 import from_onnx
     from .onnx_qdq import fuse_qdq
+    from .onnx_qops import exactness_notes, rewrite_quantized_ops
+    from .report import NOTES_ATTR
 
-    model = fuse_qdq(load_onnx(model)).model
+    model = rewrite_quantized_ops(fuse_qdq(load_onnx(model)).model).model
     try:
-        return from_onnx(model, shape_dict=input_shapes(model, shapes))
+        mod = from_onnx(model, shape_dict=input_shapes(model, shapes))
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - the importer's errors are TVM errors
         raise InputError(f"TVM's ONNX importer failed: {type(err).__name__}: "
                          f"{str(err).strip().splitlines()[-1]}", source="onnx model") from None
+    notes = exactness_notes(model)  # CoSAPass copies them into its report (verify prints them)
+    return mod.with_attr(NOTES_ATTR, notes) if notes else mod
 
 
 def compile_model(mod, arch, *, layout=None, **options):

@@ -71,8 +71,11 @@ def check_frontend():
 
 def converters() -> dict:
     """ONNX operator name -> converter class, the ones added to TVM's importer."""
+    from .onnx_qops import converters as quantized_op_converters
+
     return {"ConvInteger": ConvInteger, "MatMulInteger": MatMulInteger,
-            "QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul}
+            "QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
+            **quantized_op_converters()}
 
 
 @contextlib.contextmanager
@@ -380,8 +383,8 @@ def _multiplier(x_scale, w_scale, y_scale, params, axis, ndim):
     if all(v is not None for v in values):
         xs, ws, ys = (np.asarray(v, np.float32) for v in values)
         m = (xs.reshape(()) * ws.reshape(-1)) / ys.reshape(())
-        if m.size == 1:
-            return _const(m.reshape(()), "float32")
+        if m.size == 1:  # a 1-element tensor, not a scalar: TVM would inline a scalar as a
+            return _const(m.reshape([1] * ndim), "float32")  # C literal of fewer digits
         shape = [1] * ndim
         shape[axis] = m.size
         return _const(m.reshape(shape), "float32")

@@ -24,8 +24,8 @@ Everything else is left as it is (it imports as float operators and still runs c
 int8 activations are fused too, although onnxruntime on x86 CPUs leaves those groups float
 (its QDQIsInt8Allowed): the result is then onnxruntime's QLinearConv / QLinearMatMul, which can
 differ by one step from its float QDQ path.
-Gemm is not fused: onnxruntime turns QDQ Gemm into its contrib QGemm, whose rounding the
-QLinearMatMul converter does not reproduce.
+Gemm, Add, GlobalAveragePool and the float operators between DQ and Q are onnx_qops' (run after
+this fusion by frontend.import_onnx).
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ from . import solve as solve_mod
 from .cache import ScheduleCache, answers, cache_key, solve_quality
 from .extract import CONV2D, MATMUL, OpInfo, count_other_ops, extract, op_info
 from .lowering import LoweringError, canonical_matmul_shapes, lower_generic, mark_scheduled
-from .report import FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report
+from .report import (FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report,
+                     module_exactness_notes)
 
 CHECK_BACKENDS = ("auto", "timeloop", "builtin")
 KNOWN_SOLVERS = ("auto", "highs", "gurobi")
@@ -260,7 +261,8 @@ class _Compilation:
             other_ops=other_ops,
             timings={k: round(v, 4) for k, v in self.timings.items()},
             cache={"hits": self.o.cache.hits - hits0, "misses": self.o.cache.misses - misses0,
-                   "path": str(self.o.cache.path) if self.o.cache.enabled else None})
+                   "path": str(self.o.cache.path) if self.o.cache.enabled else None},
+            exactness_notes=module_exactness_notes(mod))
         return mod
 
     def _record(self, op: OpInfo) -> LayerRecord:

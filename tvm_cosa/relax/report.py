@@ -72,6 +72,8 @@ class Report:
     other_ops: dict = field(default_factory=dict)  # op name -> count, left untouched
     timings: dict = field(default_factory=dict)  # phase -> seconds
     cache: dict = field(default_factory=dict)  # hits, misses, path
+    # why the compiled model may not equal onnxruntime exactly (from the import: onnx_qops)
+    exactness_notes: list = field(default_factory=list)
 
     # ---- summaries --------------------------------------------------------------------------
     def by_status(self, status: str) -> list:
@@ -148,6 +150,7 @@ class Report:
             lines.append(f"[{number}] {_layer_list(layers)}: {reason}")
         if self.arch_note:
             lines.append(f"architecture: {self.arch} ({self.arch_note})")
+        lines += [f"may differ from onnxruntime: {note}" for note in self.exactness_notes]
         lines.append(self.summary())
         if any(r.energy_estimated for r in self.records):
             lines.append("* energy estimated from word widths (no per-access energies given)")
@@ -165,6 +168,7 @@ class Report:
                 "solver": self.solver, "objective": self.objective,
                 "check": self.check, "timings": self.timings, "cache": self.cache,
                 "other_ops": self.other_ops, "summary": self.summary(),
+                "exactness_notes": list(self.exactness_notes),
                 "layers": [asdict(r) for r in self.records]}
 
     def to_json(self, path) -> Path:
@@ -182,7 +186,8 @@ class Report:
                    arch_note=data.get("arch_note", ""), solver=data.get("solver", ""),
                    objective=data.get("objective", ""), check=data.get("check", ""),
                    records=records, other_ops=data.get("other_ops", {}),
-                   timings=data.get("timings", {}), cache=data.get("cache", {}))
+                   timings=data.get("timings", {}), cache=data.get("cache", {}),
+                   exactness_notes=data.get("exactness_notes", []))
 
     def to_csv(self, path) -> Path:
         path = Path(path)
@@ -256,3 +261,14 @@ def _num(x) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+NOTES_ATTR = "tvm_cosa.exactness_notes"  # IRModule attribute the ONNX import leaves them in
+
+
+def module_exactness_notes(mod) -> list:
+    """The exactness notes the ONNX import attached to `mod` (tvm_cosa.relax.frontend)."""
+    attrs = getattr(mod, "attrs", None)
+    if attrs is None or NOTES_ATTR not in attrs:
+        return []
+    return [str(note) for note in attrs[NOTES_ATTR]]

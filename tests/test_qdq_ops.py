@@ -1,0 +1,154 @@
+"""Float models quantized by onnxruntime's quantize_static, compiled for Gemmini, equal to
+onnxruntime bit for bit: its QLinearConv, QLinearAdd, QGemm, QLinearGlobalAveragePool and the
+float BatchNormalization it leaves between DequantizeLinear and QuantizeLinear
+(tvm_cosa.relax.onnx_qdq + onnx_qops)."""
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ort = pytest.importorskip("onnxruntime")
+quantization = pytest.importorskip("onnxruntime.quantization")
+tvm = pytest.importorskip("tvm")
+
+from tvm_cosa.relax.frontend import import_onnx, run_onnxruntime  # noqa: E402
+from tvm_cosa.relax.onnx_qdq import _Quant, fuse_qdq  # noqa: E402
+from tvm_cosa.relax.onnx_qops import (AVX2, host_add_kernel, qlinear_add_table,  # noqa: E402
+                                      rewrite_quantized_ops)
+
+SHAPE = (1, 4, 12, 12)
+
+
+def float_cnn(seed=0):
+    """Conv-BN-Relu, MaxPool, Conv-BN, residual Add, Relu, GlobalAveragePool, Flatten, Gemm."""
+    rng = np.random.default_rng(seed)
+    inits = []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    def bn(x, c, name):
+        return helper.make_node("BatchNormalization", [x, const(f"{name}_s", rng.uniform(0.5, 1.5, c)),
+                                                      const(f"{name}_b", rng.normal(0, 0.2, c)),
+                                                      const(f"{name}_m", rng.normal(0, 0.2, c)),
+                                                      const(f"{name}_v", rng.uniform(0.5, 2, c))],
+                                [name])
+
+    nodes = [
+        helper.make_node("Conv", ["x", const("w1", rng.normal(0, 0.3, (8, 4, 3, 3)))], ["c1"],
+                         pads=[1] * 4),
+        bn("c1", 8, "b1"), helper.make_node("Relu", ["b1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", const("w2", rng.normal(0, 0.2, (8, 8, 3, 3)))], ["c2"],
+                         pads=[1] * 4),
+        bn("c2", 8, "b2"), helper.make_node("Add", ["b2", "p1"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", const("wf", rng.normal(0, 0.3, (10, 8))),
+                                  const("bf", rng.normal(0, 0.1, 10))], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", 1, SHAPE)],
+                              [helper.make_tensor_value_info("y", 1, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+class Calibration(quantization.CalibrationDataReader):
+    def __init__(self, count=4, seed=0):
+        rng = np.random.default_rng(seed)
+        self.data = iter([{"x": rng.standard_normal(SHAPE).astype(np.float32)}
+                          for _ in range(count)])
+
+    def get_next(self):
+        return next(self.data, None)
+
+
+def quantized(tmp_path, activations, per_channel, reduce_range=False,
+              fmt="QDQ", symmetric=False):
+    source, target = tmp_path / "float.onnx", tmp_path / f"q_{activations}_{per_channel}.onnx"
+    onnx.save(float_cnn(), source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantization.quantize_static(
+            str(source), str(target), Calibration(), quant_format=getattr(quantization.QuantFormat, fmt),
+            activation_type=getattr(quantization.QuantType, activations),
+            weight_type=quantization.QuantType.QInt8, per_channel=per_channel,
+            reduce_range=reduce_range, extra_options={"ActivationSymmetric": symmetric})
+    return onnx.load(target)
+
+
+def feeds(count=3):
+    return [{"x": np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)}
+            for seed in range(count)]
+
+
+def test_qlinear_add_table_equals_onnxruntime_on_every_pair():
+    """All 65536 pairs of uint8 / int8 inputs through onnxruntime's QLinearAdd (a DQ-Add-Q
+    model: onnxruntime fuses it) equal the table."""
+    rng = np.random.default_rng(0)
+    for dtype, elem in ((np.uint8, TensorProto.UINT8), (np.int8, TensorProto.INT8)):
+        info = np.iinfo(dtype)
+        zps = [dtype(rng.integers(info.min, info.max)) for _ in range(3)]
+        scales = [np.float32(rng.uniform(0.005, 0.05)) for _ in range(3)]
+        inits = [numpy_helper.from_array(np.asarray(v), n) for v, n in
+                 zip([*scales, *zps], ["sa", "sb", "sy", "za", "zb", "zy"])]
+        nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["da"]),
+                 helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["db"]),
+                 helper.make_node("Add", ["da", "db"], ["s"]),
+                 helper.make_node("QuantizeLinear", ["s", "sy", "zy"], ["y"])]
+        graph = helper.make_graph(nodes, "add", [helper.make_tensor_value_info(n, elem, [256, 256])
+                                                 for n in "ab"],
+                                  [helper.make_tensor_value_info("y", elem, [256, 256])], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        values = np.arange(info.min, info.max + 1).astype(dtype)
+        a, b = np.meshgrid(values, values, indexing="ij")
+        want = run_onnxruntime(model, {"a": a, "b": b})[0]
+        quants = [_Quant(None, "", elem, np.asarray(s), np.asarray(z), 1)
+                  for s, z in zip(scales, zps)]
+        np.testing.assert_array_equal(qlinear_add_table(*quants, host_add_kernel()), want)
+
+
+@pytest.mark.parametrize("activations, per_channel, fmt", [
+    ("QUInt8", False, "QDQ"), ("QUInt8", True, "QDQ"), ("QInt8", False, "QDQ"),
+    ("QUInt8", False, "QOperator")])
+def test_rewritten_model_equals_the_quantized_model_in_onnxruntime(tmp_path, activations,
+                                                                  per_channel, fmt):
+    """The rewrite is ONNX (our two operators are ONNX functions): onnxruntime runs it and gets
+    the same outputs as on the model the quantizer wrote."""
+    model = quantized(tmp_path, activations, per_channel, reduce_range=True, fmt=fmt)
+    result = rewrite_quantized_ops(fuse_qdq(model).model)
+    kinds = {what for _, what in result.rewritten}
+    assert {"QLinearAdd table", "QGemm"} <= kinds
+    if fmt == "QDQ":
+        assert {"elementwise table", "QLinearGlobalAveragePool"} <= kinds
+    onnx.checker.check_model(result.model)
+    for feed in feeds():
+        np.testing.assert_array_equal(run_onnxruntime(result.model, feed)[0],
+                                      run_onnxruntime(model, feed)[0])
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantize_static_cnn_on_gemmini_equals_onnxruntime_exactly(tmp_path, per_channel):
+    """uint8 activations (the quantizer's default), 7-bit weights (reduce_range: onnxruntime's
+    u8s8 AVX2 kernel then never saturates), per tensor / per channel: every conv and the Gemm on
+    the array, the output equal to onnxruntime's."""
+    from tvm_cosa.target.gemmini import flow
+
+    if per_channel is False and host_add_kernel() != AVX2:
+        pytest.skip("the tables follow this CPU's kernel; the test is written for AVX2")
+    model = quantized(tmp_path, "QUInt8", per_channel, reduce_range=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = flow.compile_module(import_onnx(model), "gemmini", cache=False,
+                                       progress=False)
+    assert compiled.config.dtype == "int8"
+    assert [r.lowering for r in compiled.report.records] == ["gemmini"] * 3
+    runner = flow.load(compiled.mod, compiled.config)
+    for feed in feeds():
+        np.testing.assert_array_equal(runner(feed)[0], run_onnxruntime(model, feed)[0])

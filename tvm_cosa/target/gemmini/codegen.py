@@ -22,9 +22,18 @@ def compile_c(mod, target=TARGET):
     """The Relax VM executable of `mod` with every PrimFunc compiled to C (or `target`)."""
     import tvm
 
+    from .vm import without_functional_model
+
     if not hasattr(mod, "functions"):
         return mod  # already an executable
-    return tvm.compile(mod, target=target)
+    # the builds here link their own copy of the model (link_options / the Makefile)
+    return tvm.compile(without_functional_model(mod), target=target)
+
+
+def _links_model(exe) -> bool:
+    """Whether a built executable already holds the functional model (tvm.compile of a module
+    CoSAPass lowered onto Gemmini links it in as a static library)."""
+    return bool(exe.mod._collect_from_import_tree(lambda m: m.kind == "static_library"))
 
 
 def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
@@ -34,7 +43,8 @@ def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
     exe = compile_c(mod_or_exe, target)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    exe.export_library(str(path), options=link_options(config), cc="gcc")
+    options = ["-Wl,-Bsymbolic"] if _links_model(exe) else link_options(config)
+    exe.export_library(str(path), options=options, cc="gcc")
     return path
 
 

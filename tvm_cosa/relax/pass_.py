@@ -43,6 +43,7 @@ from . import solve as solve_mod
 from .cache import ScheduleCache, answers, cache_key, solve_quality
 from .extract import CONV2D, MATMUL, OpInfo, count_other_ops, extract, op_info
 from .lowering import LoweringError, canonical_matmul_shapes, lower_generic, mark_scheduled
+from .names import c_identifiers
 from .report import (FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report,
                      module_exactness_notes)
 
@@ -230,6 +231,7 @@ class _Compilation:
         start = time.perf_counter()
         hits0, misses0 = self.o.cache.hits, self.o.cache.misses
         self.objective_key = self.o.objective.key()
+        mod = c_identifiers(mod)  # model names reach the C of the PrimFuncs legalized from here
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
@@ -375,7 +377,10 @@ class _Compilation:
     # ---- lowering -------------------------------------------------------------------------
     def _lower_module(self, mod):
         mutator = _ScheduledLegalizer(mod, self)
-        return mutator.run()
+        mod = mutator.run()
+        if any(isinstance(o, tuple) and o[0] == "gemmini" for o in self.lowered.values()):
+            mod = _with_target_runtime(mod, self.arch)
+        return mod
 
     def lower_call(self, gvar_func, ops, kernel=""):
         """The scheduled PrimFunc shared by the calls `ops`, or None (they keep the default);
@@ -529,6 +534,15 @@ class _ScheduledLegalizer(relax.PyExprMutator):
 
 
 # ---- helpers --------------------------------------------------------------------------------
+def _with_target_runtime(mod, arch):
+    """The module with what TVM's standard build needs to run the target's calls: for Gemmini,
+    its functional model as an external library (tvm.compile + VirtualMachine just work)."""
+    from ..target.gemmini.config import config_for
+    from ..target.gemmini.vm import attach_functional_model
+
+    return attach_functional_model(mod, config_for(arch))
+
+
 def _lower_bound(problem, arch) -> Optional[float]:
     try:
         from ..cost_model import lower_bound_cycles

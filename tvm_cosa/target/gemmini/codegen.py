@@ -23,9 +23,18 @@ def compile_c(mod, target=TARGET):
     """The Relax VM executable of `mod` with every PrimFunc compiled to C (or `target`)."""
     import tvm
 
+    from .vm import without_functional_model
+
     if not hasattr(mod, "functions"):
         return mod  # already an executable
-    return tvm.compile(mod, target=target)
+    # the builds here link their own copy of the model (link_options / the Makefile)
+    return tvm.compile(without_functional_model(mod), target=target)
+
+
+def _links_model(exe) -> bool:
+    """Whether a built executable already holds the functional model (tvm.compile of a module
+    CoSAPass lowered onto Gemmini links it in as a static library)."""
+    return bool(exe.mod._collect_from_import_tree(lambda m: m.kind == "static_library"))
 
 
 def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
@@ -35,7 +44,10 @@ def export(mod_or_exe, config: GemminiConfig, path, target=TARGET) -> Path:
     exe = compile_c(mod_or_exe, target)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    exe.export_library(str(path), options=link_options(config) + isa.C_INCLUDE_OPTIONS, cc="gcc")
+    options = link_options(config)
+    if _links_model(exe):  # only its headers: the executable holds its model already
+        options = [o for o in options if o.startswith("-I") or o.startswith("-Wl")]
+    exe.export_library(str(path), options=options + isa.C_INCLUDE_OPTIONS, cc="gcc")
     return path
 
 

@@ -107,6 +107,40 @@ def build_object(config: GemminiConfig) -> Path:
     return _compile(config, f"{LIB_NAME}.o", ["-c"])
 
 
+def build_protected_object(config: GemminiConfig) -> Path:
+    """gemmini_func.o for `config` with protected symbols: a shared object it is linked into
+    calls its own copy even when another definition is loaded process-wide (what -Bsymbolic
+    does for flow.load, without needing the linker option). The standard build links it
+    (see vm.py)."""
+    return _compile(config, f"{LIB_NAME}_protected.o", ["-c", "-fvisibility=protected"])
+
+
+_guard = []  # the loaded guard library (once per process)
+
+
+def load_guard() -> None:
+    """Load runtime/gemmini_guard.c process-wide (once): the ISA symbols for code JIT-compiled
+    without its functional model, which fail with a hint instead of letting the JIT crash the
+    process on missing symbols."""
+    if _guard:
+        return
+    source = (RUNTIME_DIR / "gemmini_guard.c").read_text()
+    folder = cache_root() / f"guard-{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    library = folder / "libgemmini_guard.so"
+    if not library.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / "gemmini_guard.c", source.encode())
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="libgemmini_guard.", suffix=".so")
+        os.close(fd)
+        cmd = [gcc(), *CFLAGS, "-shared", str(folder / "gemmini_guard.c"), "-o", tmp]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            os.unlink(tmp)
+            raise GemminiError(f"compiling {' '.join(cmd)} failed:\n{result.stderr}")
+        os.replace(tmp, library)
+    _guard.append(ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL))
+
+
 def link_options(config: GemminiConfig) -> list[str]:
     """gcc options that put the functional model of `config` inside a model's shared object.
 

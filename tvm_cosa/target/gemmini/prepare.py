@@ -46,14 +46,150 @@ def _dtype(expr) -> str:
     return str(getattr(getattr(expr, "ty", None), "dtype", ""))
 
 
+def simplify_exports(mod):
+    """Inference-time forms of what ONNX importers write for exported graphs, which TVM's
+    ConvertLayout cannot take: `dropout(x)[0]` becomes `x` (Dropout is the identity at
+    inference), and `sum(stack([a, b, ...]), axis=0)` (ONNX Sum of many inputs, each
+    `broadcast_to` the common shape) becomes `a + b + ...` (a 5-D stack has no NHWC form)."""
+    import tvm
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class _Simplify(relax.PyExprMutator):
+        def bound_call(self, expr, op_name):
+            """The call of `op_name` that the variable `expr` is bound to, or None."""
+            if isinstance(expr, relax.Var):
+                expr = self.lookup_binding(expr)
+            if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == op_name:
+                return expr
+            return None
+
+        def visit_tuple_getitem_(self, op):
+            op = super().visit_tuple_getitem_(op)
+            dropout = self.bound_call(op.tuple_value, "relax.nn.dropout")
+            return dropout.args[0] if dropout is not None and op.index == 0 else op
+
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") != "relax.sum" or call.attrs.keepdims \
+                    or call.attrs.axis is None or [int(a) for a in call.attrs.axis] != [0]:
+                return call
+            stacked = self.bound_call(call.args[0], "relax.stack")
+            if stacked is None or int(stacked.attrs.axis) != 0:
+                return call
+            items = stacked.args[0]
+            if isinstance(items, relax.Var):
+                items = self.lookup_binding(items)
+            if not isinstance(items, relax.Tuple) or len(items.fields) == 0:
+                return call
+            terms = [self.unbroadcast(t) for t in items.fields]
+            total = terms[0]
+            for term in terms[1:]:
+                total = self.builder_.emit(relax.op.add(total, term))
+            return total
+
+        def unbroadcast(self, expr):
+            """`x` for `broadcast_to(x, shape)` when x has that shape already."""
+            call = self.bound_call(expr, "relax.broadcast_to")
+            if call is not None and _shape(call.args[0]) is not None \
+                    and _shape(call.args[0]) == _shape(expr):
+                return call.args[0]
+            return expr
+
+    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            out[gvar] = relax.analysis.remove_all_unused(_Simplify().visit_expr(func))
+    return out
+
+
 def to_nhwc(mod):
+    """Convolutions in NHWC / HWIO. TVM's ConvertLayout over the whole graph when it can (it
+    carries the layout through the operators in between); when it fails on some operator, each
+    convolution on its own with transposes around it (`convs_to_nhwc`), and the module's
+    `gemmini.layout_note` attribute says so and why."""
     import tvm
     from tvm import relax
 
     seq = tvm.transform.Sequential([
         relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}),
         relax.transform.Normalize()])
-    return relax.transform.FoldConstant()(fold_weight_rewrites(seq(mod)))
+    try:
+        converted = seq(mod)
+    except tvm.TVMError as err:
+        why = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        converted, kept = convs_to_nhwc(mod)
+        note = (f"TVM's ConvertLayout failed on this graph ({why}); each convolution was put "
+                f"in NHWC on its own, with transposes on the CPU around it")
+        if kept:
+            note += f"; {kept} kept their own layout (their rows are staged through a copy)"
+        converted = converted.with_attr(LAYOUT_NOTE, note)
+    return relax.transform.FoldConstant()(fold_weight_rewrites(converted))
+
+
+LAYOUT_NOTE = "gemmini.layout_note"
+
+
+def convs_to_nhwc(mod):
+    """Each 4-D static-shape conv2d as transpose -> conv2d(NHWC, HWIO) -> transpose back, and
+    transposes that undo each other (one convolution straight into the next) removed.
+    Returns (module, number of convolutions left in their own layout)."""
+    import tvm
+    from tvm import relax
+
+    left = [0]
+
+    @relax.expr_functor.mutator
+    class _Convert(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            name = getattr(call.op, "name", "")
+            if name == "relax.permute_dims":
+                return self.cancelled(call)
+            if name != "relax.nn.conv2d":
+                return call
+            attrs = call.attrs
+            layouts = (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout))
+            if layouts[:2] == ("NHWC", "HWIO") and layouts[2] == "NHWC":
+                return call
+            x, w = call.args
+            if _shape(x) is None or _shape(w) is None or sorted(layouts[0]) != sorted("NCHW") \
+                    or sorted(layouts[1]) != sorted("OIHW") or sorted(layouts[2]) != sorted("NCHW"):
+                left[0] += 1
+                return call
+            x = self.permuted(x, [layouts[0].index(c) for c in "NHWC"])
+            w = self.permuted(w, [layouts[1].index(c) for c in "HWIO"])
+            conv = self.builder_.emit(relax.op.nn.conv2d(
+                x, w, strides=attrs.strides, padding=attrs.padding, dilation=attrs.dilation,
+                groups=attrs.groups, data_layout="NHWC", kernel_layout="HWIO",
+                out_layout="NHWC", out_dtype=attrs.out_dtype))
+            return relax.op.permute_dims(conv, ["NHWC".index(c) for c in layouts[2]])
+
+        def permuted(self, expr, axes):
+            if axes == sorted(axes):
+                return expr
+            return self.builder_.emit(self.cancelled(relax.op.permute_dims(expr, axes)))
+
+        def cancelled(self, call):
+            """`x` for permute_dims(permute_dims(x, p), q) when q undoes p."""
+            inner = call.args[0]
+            if isinstance(inner, relax.Var):
+                inner = self.lookup_binding(inner)
+            if not (isinstance(inner, relax.Call)
+                    and getattr(inner.op, "name", "") == "relax.permute_dims"
+                    and inner.attrs.axes is not None and call.attrs.axes is not None):
+                return call
+            p = [int(a) for a in inner.attrs.axes]
+            q = [int(a) for a in call.attrs.axes]
+            if [p[i] for i in q] == list(range(len(p))):
+                return inner.args[0]
+            return call
+
+    out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            out[gvar] = relax.analysis.remove_all_unused(_Convert().visit_expr(func))
+    return relax.transform.Normalize()(out), left[0]
 
 
 def fold_weight_rewrites(mod):
@@ -189,7 +325,10 @@ def _shape(expr):
 
 
 def prepare_module(mod, dim: int = 16):
-    """All three rewrites, in order."""
+    """Model names made C identifiers, the export simplifications, then the three rewrites."""
+    from ...relax.names import c_identifiers
+
+    mod = simplify_exports(c_identifiers(mod))
     return pad_channels(to_nhwc(fold_int8_casts(mod)), dim)
 
 

@@ -135,7 +135,7 @@ def pareto_table(rows, param_names) -> str:
 
 
 def plot(rows, path, *, title="") -> Path:
-    """Energy against cycles per model (log-log), area as colour, the Pareto front joined."""
+    """Energy against cycles (log) per model, area as colour, the Pareto front joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,11 +162,12 @@ def plot(rows, path, *, title="") -> Path:
             front = sorted((r for r in pts if r["pareto"]), key=lambda r: r["cycles"])
             ax.plot([r["cycles"] for r in front], [r["energy_uJ"] for r in front], "-o",
                     color="crimson", mfc="none", ms=9, lw=1.2, label="Pareto front (cycles, energy)")
+            # cycles span decades (array sizes), energy rarely does
             ax.set_xscale("log")
-            ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):  # minor labels of log axes overlap
-                axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.legend(loc="upper right", fontsize=7)
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0e}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.legend(loc="upper left", fontsize=7)
         failed = sum(1 for r in rows if r["model"] == model and r["status"] != OK)
         ax.set_title(f"{model}" + (f" ({failed} configs not all-fit)" if failed else ""),
                      fontsize=10)

@@ -268,3 +268,19 @@ def test_jobs_must_be_positive(layers):
     with pytest.raises(InputError, match="jobs"):
         run([layers], jobs=0, cache=False)
 
+
+
+def test_evaluate_with_timeloop_equals_the_builtin_model(layers, tmp_path):
+    from tvm_cosa.timeloop.runner import timeloop_available
+
+    if not timeloop_available():
+        pytest.skip("timeloop-model is not installed")
+    space = {"base": "gemmini", "params": {"dim": [8]}}
+    builtin = run([layers], space, cache=tmp_path / "cache")
+    timeloop = run([layers], space, cache=tmp_path / "cache", evaluate="timeloop")
+    # the schedules come from the cache; only the evaluation changes backend
+    assert timeloop.stats["solved"] == 0
+    (a,), (b,) = builtin.rows, timeloop.rows
+    assert a["status"] == b["status"] == "ok"
+    assert a["cycles"] == b["cycles"]
+    assert a["energy_uJ"] == pytest.approx(b["energy_uJ"], rel=1e-6)

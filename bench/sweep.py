@@ -50,6 +50,10 @@ def models(small: bool):
     return loaded, time.perf_counter() - began
 
 
+def describe(model) -> str:
+    return f"{model.name}: {model.num_layers} layers, {len(model.layers)} unique"
+
+
 def one_run(label, loaded, space, **kw):
     with tempfile.TemporaryDirectory(prefix="tvm_cosa_sweep_bench_") as cache:
         result = sweep(loaded, space, cache=cache, progress=False, plot=False, **kw)
@@ -81,8 +85,8 @@ def main():
     loaded, load_s = models(args.small)
     unique = len({k for m in loaded for k in m.layers})
     print(f"{len(space.points)} Gemmini configurations x {len(loaded)} models "
-          f"({', '.join(f'{m.name}: {m.num_layers} layers, {len(m.layers)} unique' for m in loaded)}"
-          f"): {len(space.points) * unique} tasks; import + extraction {load_s:.1f} s")
+          f"({', '.join(describe(m) for m in loaded)}): {len(space.points) * unique} tasks; "
+          f"import + extraction {load_s:.1f} s")
 
     runs = [one_run("local, 1 process", loaded, space, jobs=1, solver=args.solver),
             one_run("local, 2 processes", loaded, space, jobs=2, solver=args.solver)]
@@ -103,14 +107,17 @@ def main():
     print(f"\n| run | wall | tasks/s | worker time in the solver | workers busy | "
           f"driver per task |\n| --- | --- | --- | --- | --- | --- |")
     for r in runs:
-        print(f"| {r['label']} | {r['wall']:.1f} s | {r['rate']:.1f} | {100 * r['solve_share']:.0f} % "
-              f"| {100 * r['busy_share']:.0f} % | {1000 * r['driver_s'] / max(1, r['tasks']):.2f} ms |")
+        per_task_ms = 1000 * r["driver_s"] / max(1, r["tasks"])
+        print(f"| {r['label']} | {r['wall']:.1f} s | {r['rate']:.1f} | "
+              f"{100 * r['solve_share']:.0f} % | {100 * r['busy_share']:.0f} % | "
+              f"{per_task_ms:.2f} ms |")
     warm = runs[1].get("warm")
     if warm:
         print(f"| warm (all from the cache), 2 processes | {warm['wall_s']:.1f} s | - | "
               f"{warm['solved']} solved | - | - |")
     if ray_start is not None:
-        print(f"\nRay start-up (ray.init, num_cpus=2), not in the wall time above: {ray_start:.1f} s")
+        print(f"\nRay start-up (ray.init, num_cpus=2), not in the wall time above: "
+              f"{ray_start:.1f} s")
 
     base = runs[0]["result"]
     ref = base.comparable()
@@ -131,7 +138,8 @@ def main():
     print("\n| nodes | modelled wall | limited by |\n| --- | --- | --- |")
     for nodes in (1, 2, 4, 8, 16, 32, 64, 128):
         terms = {"worker CPUs": total / (nodes * cores * efficiency),
-                 "the longest task": longest, "the driver (one result at a time)": tasks * d_driver}
+                 "the longest task": longest,
+                 "the driver (one result at a time)": tasks * d_driver}
         limit = max(terms, key=terms.get)
         print(f"| {nodes} | {load_s + terms[limit]:.1f} s | {limit} "
               f"(+ {load_s:.1f} s import, serial) |")

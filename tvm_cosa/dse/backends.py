@@ -75,7 +75,7 @@ class LocalBackend:
                             else:
                                 self.retried += 1
                                 queue.append(task)
-                        except Exception as err:  # noqa: BLE001 - e.g. a result that fails to pickle
+                        except Exception as err:  # noqa: BLE001 - e.g. unpicklable
                             yield worker_failure(task, f"worker error: {err!r}")
                     if broken and not in_flight:
                         break  # every task of the broken pool is back in the queue

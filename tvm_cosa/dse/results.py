@@ -15,7 +15,7 @@ from pathlib import Path
 OK, PARTIAL, INFEASIBLE = "ok", "partial", "infeasible"
 FIGURES = ["status", "cycles", "energy_uJ", "edp_uJ_cycles", "mac_utilization",
            "area_mm2_estimate", "layers", "layers_scheduled", "layers_fallback",
-           "fallback_reasons", "energy_estimated", "solve_time_s", "pareto"]
+           "fallback_reasons", "energy_estimated", "solve_time_s", "pareto", "pareto_area"]
 REASON_CHARS = 300  # a solver message can run long; the CSV keeps its start
 
 
@@ -48,7 +48,7 @@ def model_row(point, model, outcomes, layer_index, area_mm2) -> dict:
            "fallback_reasons": "; ".join(f"{n} layer{'s' if n > 1 else ''}: {r}"
                                          for r, n in sorted(reasons.items())),
            "area_mm2_estimate": round(area_mm2, 6), "solve_time_s": round(solve_time, 4),
-           "energy_estimated": estimated, "pareto": False}
+           "energy_estimated": estimated, "pareto": False, "pareto_area": False}
     if scheduled:
         row.update(cycles=int(round(cycles)), energy_uJ=energy / 1e6,
                    edp_uJ_cycles=energy / 1e6 * cycles,
@@ -63,19 +63,26 @@ def _first_line(text) -> str:
 
 
 def mark_pareto(rows) -> None:
-    """Set row["pareto"] for the `ok` rows no other ok row of the same model beats on both cycles
-    and energy (equal points are all kept)."""
+    """Set row["pareto"] for the `ok` rows no other ok row of the same model beats on cycles and
+    energy (better on one, no worse on the other; equal points are all kept), and
+    row["pareto_area"] likewise on cycles, energy and area together."""
     by_model = {}
     for row in rows:
-        row["pareto"] = False
+        row["pareto"] = row["pareto_area"] = False
         if row["status"] == OK:
             by_model.setdefault(row["model"], []).append(row)
     for group in by_model.values():
         for row in group:
-            row["pareto"] = not any(
-                o["cycles"] <= row["cycles"] and o["energy_uJ"] <= row["energy_uJ"]
-                and (o["cycles"] < row["cycles"] or o["energy_uJ"] < row["energy_uJ"])
-                for o in group)
+            row["pareto"] = not any(_beats(o, row, PARETO_AXES) for o in group)
+            row["pareto_area"] = not any(_beats(o, row, PARETO_AREA_AXES) for o in group)
+
+
+PARETO_AXES = ("cycles", "energy_uJ")
+PARETO_AREA_AXES = ("cycles", "energy_uJ", "area_mm2_estimate")
+
+
+def _beats(a, b, axes) -> bool:
+    return all(a[x] <= b[x] for x in axes) and any(a[x] < b[x] for x in axes)
 
 
 def columns(param_names) -> list:
@@ -101,19 +108,24 @@ def _csv_value(v):
 
 
 def pareto_table(rows, param_names) -> str:
-    """The Pareto-optimal configurations of each model as a text table."""
-    head = [*param_names, "cycles", "energy uJ", "EDP uJ*cyc", "MAC util", "area mm2 (est.)"]
+    """The Pareto-optimal configurations of each model as a text table: those on the front of
+    cycles, energy and area; `*` marks the ones also on the cycles-energy front."""
+    head = [*param_names, "cycles", "energy uJ", "EDP uJ*cyc", "MAC util", "area mm2 (est.)",
+            "cyc-energy front"]
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
-        front = sorted((r for r in rows if r["model"] == model and r["pareto"]),
+        front = sorted((r for r in rows if r["model"] == model and r["pareto_area"]),
                        key=lambda r: r["cycles"])
         counts = {s: sum(1 for r in rows if r["model"] == model and r["status"] == s)
                   for s in (OK, PARTIAL, INFEASIBLE)}
-        lines.append(f"{model}: {len(front)} Pareto-optimal of {counts[OK]} ok configurations"
-                     f" ({counts[PARTIAL]} partial, {counts[INFEASIBLE]} infeasible)")
+        on_2d = sum(1 for r in front if r["pareto"])
+        lines.append(f"{model}: {len(front)} Pareto-optimal in cycles, energy and area "
+                     f"({on_2d} in cycles and energy alone) of {counts[OK]} ok configurations "
+                     f"({counts[PARTIAL]} partial, {counts[INFEASIBLE]} infeasible)")
         body = [[str(r[p]) for p in param_names] +
                 [f"{r['cycles']:,}", f"{r['energy_uJ']:.1f}", f"{r['edp_uJ_cycles']:.3g}",
-                 f"{100 * r['mac_utilization']:.1f}%", f"{r['area_mm2_estimate']:.3f}"]
+                 f"{100 * r['mac_utilization']:.1f}%", f"{r['area_mm2_estimate']:.3f}",
+                 "*" if r["pareto"] else ""]
                 for r in front]
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
                   for i, h in enumerate(head)]
@@ -123,11 +135,12 @@ def pareto_table(rows, param_names) -> str:
 
 
 def plot(rows, path, *, title="") -> Path:
-    """Energy against cycles per model (log-log), area as colour, the Pareto front joined."""
+    """Energy against cycles (log) per model, area as colour, the Pareto front joined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.2 * max(1, len(models)), 4.2),
@@ -142,12 +155,19 @@ def plot(rows, path, *, title="") -> Path:
             scatter = ax.scatter([r["cycles"] for r in pts], [r["energy_uJ"] for r in pts],
                                  c=[r["area_mm2_estimate"] for r in pts], cmap="viridis",
                                  norm=norm, s=22, alpha=0.85, edgecolors="none")
+            with_area = [r for r in pts if r["pareto_area"] and not r["pareto"]]
+            ax.scatter([r["cycles"] for r in with_area], [r["energy_uJ"] for r in with_area],
+                       s=60, facecolors="none", edgecolors="0.3", linewidths=0.8,
+                       label="Pareto-optimal with area")
             front = sorted((r for r in pts if r["pareto"]), key=lambda r: r["cycles"])
             ax.plot([r["cycles"] for r in front], [r["energy_uJ"] for r in front], "-o",
-                    color="crimson", mfc="none", ms=9, lw=1.2, label="Pareto front")
+                    color="crimson", mfc="none", ms=9, lw=1.2, label="Pareto front (cycles, energy)")
+            # cycles span decades (array sizes), energy rarely does
             ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.legend(loc="upper right", fontsize=8)
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.0e}"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.legend(loc="upper left", fontsize=7)
         failed = sum(1 for r in rows if r["model"] == model and r["status"] != OK)
         ax.set_title(f"{model}" + (f" ({failed} configs not all-fit)" if failed else ""),
                      fontsize=10)

@@ -99,9 +99,10 @@ def main(argv=None) -> int:
                     shutil.rmtree(target, ignore_errors=True)
                     shutil.copytree(seed_dir, target)
                 shutil.rmtree(seed_dir, ignore_errors=True)
-                if n % 50 == 0:
-                    print(f"  {n}/{args.cases} cases, {time.perf_counter() - began:.0f} s",
-                          file=sys.stderr)
+                if n % 50 == 0:  # running counts, so that a long run can be read midway
+                    so_far = ", ".join(f"{g} {dict(c)}" for g, c in counts.items())
+                    print(f"  {n}/{args.cases} cases, {time.perf_counter() - began:.0f} s: "
+                          f"{so_far}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     wall = time.perf_counter() - began

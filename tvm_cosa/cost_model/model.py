@@ -287,6 +287,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     per_level = [[] for _ in range(nlev)]
     is_output = ctx.is_output
     ext, above = nest.ext, nest.above
+    meshes = {}  # fan-out level -> the grid of its children (built when needed)
     mac_mesh = _fanout_mesh(ctx, nest, 0) if spatial[0] else None
     all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
@@ -312,12 +313,19 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
             for j in range(max(child + 1, first_fanout), p + 1):
                 if not spatial[j]:
                     continue
-                mesh = _fanout_mesh(ctx, nest, j)
+                mesh = meshes.get(j)
+                if mesh is None:
+                    mesh = meshes[j] = _fanout_mesh(ctx, nest, j)
                 if j == child + 1:
                     content, linked, _ = fanout_accesses(
                         shape, ext[child], tile[child], above[child], spatial[j],
                         nest.spatial_x_count[j], mesh)
+                    # Timeloop spreads the link words over every instance of the children's
+                    # level, not over one parent's children: their reads grow by that share,
+                    # and their fills are the parent's deliveries per child plus that share.
+                    fan = math.prod(n for _, n, _ in spatial[j])
                     counts[-1][2] += linked / used[child]
+                    counts[-1][1] += linked / used[child] - linked / fan
                 else:
                     # Level j-1 bypasses the tensor: Timeloop scales level j's own reads (as
                     # if j-1 kept it) to what j-1's children drew (`MaskTiles`): by the
@@ -331,11 +339,12 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
             counts.append([content, f, 0.0])
             child, child_fills = p, f
         for p, (content, f, peer) in zip(levels, counts):
+            f = int(f)  # Timeloop stores fills as an integer (truncated)
             if out:  # updates = content; the first write of each word needs no read
-                per_level[p].append((ti, round(content + peer - parts[p]), f,
-                                     round(content), parts[p]))
+                per_level[p].append((ti, _round(content + peer - parts[p]), f,
+                                     _round(content), parts[p]))
             else:
-                per_level[p].append((ti, round(content + peer), f, 0, None))
+                per_level[p].append((ti, _round(content + peer), f, 0, None))
 
     rows_per_level = []
     total_energy = 0.0
@@ -377,6 +386,11 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     result._build_levels = lambda: _level_stats(ctx, nest, kept, tiles, rows_per_level, compute)
     result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept)
     return result
+
+
+def _round(x) -> int:
+    """C's std::round (halves away from zero), which Timeloop applies to reads and updates."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
 def _fanout_mesh(ctx, nest, j) -> tuple:

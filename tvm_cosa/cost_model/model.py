@@ -20,6 +20,8 @@ Per storage level and kept tensor (counts per instance, as Timeloop prints them)
   total = the maximum; utilization = MACs / (MAC instances x cycles).
 
 Invalid mappings come back as `Evaluation(valid=False)` with Timeloop's own error text.
+Uneven mappings (`Mapping.tile_levels`, CoSA's Z): each tensor's tiles follow their own boundary
+(`uneven.py`); Timeloop has no such mapping, so there it is this model's own extension.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections import OrderedDict
 from ..errors import InputError
 from ..problem import Problem
 from . import energy as _energy
+from . import uneven as _uneven
 from .nest import Nest, TensorShape, distinct_children, fills
 from .result import Evaluation, LevelStats, TensorStats
 
@@ -100,10 +103,6 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     if len(mapping.levels) != ctx.nlev:
         raise InputError(f"mapping has {len(mapping.levels)} levels, architecture {arch.name} "
                          f"has {ctx.nlev} ({list(arch.level_names)})")
-    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
-        raise InputError("the mapping is uneven (tile_levels, CoSA's Z): Timeloop's model, and "
-                         "this one, keep at every level the tile of that level's loops; "
-                         "schedule without tile_levels to evaluate it")
     loops = _loops(ctx, mapping)
     error = _factor_error(ctx, loops)
     if error:
@@ -111,7 +110,16 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     nest = Nest(len(ctx.dims), loops)
     kept = _kept(ctx, mapping)
     ext = nest.ext
-    tiles = [{i: shape.size(ext[i]) for i in levels} for shape, levels in zip(ctx.shapes, kept)]
+    uneven = None  # per tensor: its own tile extents and refilling loops (`uneven.py`)
+    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
+        error = _uneven.uneven_error(ctx, mapping)
+        if error:
+            return _invalid(ctx, error)
+        uneven = _uneven.tile_loops(ctx, mapping, nest, kept)
+        tiles = [{i: shape.size(tl.ext[i]) for i in levels}
+                 for shape, levels, tl in zip(ctx.shapes, kept, uneven)]
+    else:
+        tiles = [{i: shape.size(ext[i]) for i in levels} for shape, levels in zip(ctx.shapes, kept)]
     error = _capacity_error(ctx, tiles)
     if error:
         return _invalid(ctx, error)
@@ -119,7 +127,7 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     macs = _instance_error(ctx, loops, used)
     if macs.__class__ is str:
         return _invalid(ctx, macs)
-    return _count(ctx, mapping, nest, kept, tiles, used, macs)
+    return _count(ctx, mapping, nest, kept, tiles, used, macs, uneven)
 
 
 def _kept(ctx, mapping):
@@ -271,7 +279,7 @@ def _invalid(ctx, error) -> Evaluation:
 
 
 # ---- counting -----------------------------------------------------------------------------
-def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
+def _count(ctx, mapping, nest, kept, tiles, used, mac_used, uneven=None) -> Evaluation:
     nlev = ctx.nlev
     compute = nest.compute_cycles
     spatial = nest.spatial
@@ -282,6 +290,8 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     ext, above = nest.ext, nest.above
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
+        tile_ext, tile_above = (ext, above) if uneven is None else (uneven[ti].ext,
+                                                                    uneven[ti].above)
         # Read-only tensors need partition sizes only for the report (built on demand).
         parts = _partitions(shape, nest, levels[0], nlev) if out else None
         child, child_fills = -1, compute
@@ -292,7 +302,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
             for j in range(child + 1, p + 1):
                 if spatial[j]:
                     content *= distinct_children(shape, spatial[j])
-            f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
+            f = 0 if p == top else fills(shape, tile_ext[p], tile[p], tile_above[p])
             if out:  # updates = content; the first write of each word needs no read
                 per_level[p].append((ti, content - parts[p], f, content, parts[p]))
             else:
@@ -337,7 +347,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
                         utilization=computes / (ctx.mac_instances * cycles), computes=computes,
                         energy_estimated=ctx.energy_estimated, arithmetic=arithmetic)
     result._build_levels = lambda: _level_stats(ctx, nest, kept, tiles, rows_per_level, compute)
-    result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept)
+    result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept, uneven)
     return result
 
 
@@ -396,11 +406,11 @@ def _partitions(shape, nest, lowest, nlev) -> list:
 
 
 # ---- presentation (only when asked for) ---------------------------------------------------
-def _present(ev: Evaluation, ctx, mapping, nest, kept):
+def _present(ev: Evaluation, ctx, mapping, nest, kept, uneven=None):
     for i, lv in enumerate(ev.levels):
         lv.specs = level_specs(ctx.arch.levels[i], ctx.levels[i])
         lv.loop_nest = loop_nest_lines(mapping.levels[i], ctx.dims)
-    ev.networks = _networks(ctx, nest, kept)
+    ev.networks = _networks(ctx, nest, kept, uneven)
 
 
 def level_specs(level, L=None) -> dict:
@@ -424,7 +434,7 @@ def loop_nest_lines(lv, dims) -> list:
     return [f"{'  ' * k}for {d} in [0:{f}){tag}" for k, (d, f, tag) in enumerate(loops)]
 
 
-def _networks(ctx, nest, kept) -> list:
+def _networks(ctx, nest, kept, uneven=None) -> list:
     """Per link parent <==> child: fan-out, multicast factor, words delivered, reductions."""
     out = []
     nlev = ctx.nlev
@@ -441,7 +451,9 @@ def _networks(ctx, nest, kept) -> list:
             if c < 0:
                 words = nest.compute_cycles
             else:
-                words = fills(shape, nest.ext[c], shape.size(nest.ext[c]), nest.above[c])
+                e, a = ((nest.ext[c], nest.above[c]) if uneven is None
+                        else (uneven[ti].ext[c], uneven[ti].above[c]))
+                words = fills(shape, e, shape.size(e), a)
             for k in range(c + 1, j + 1):
                 if nest.spatial[k]:
                     words *= distinct_children(shape, nest.spatial[k])

@@ -114,3 +114,24 @@ def violations(mapping, problem, arch) -> list:
                               f"two factors", names[i], t))
     return out
 
+
+
+def single_moves(mapping, problem, arch) -> list:
+    """Every uneven variant of `mapping` that moves one boundary of one tensor and still passes
+    the validity checker, as ((tensor, level), boundary) pairs (for cross-checks and tests)."""
+    from .mapping import Mapping
+    from .validity import check_mapping
+
+    out = []
+    top = arch.num_levels - 1
+    for t in problem.tensor_names:
+        for c in range(top):
+            if t not in mapping.kept(arch, c):
+                continue
+            for b in range(top):
+                if b == boundary(mapping, t, c):
+                    continue
+                moved = Mapping(mapping.levels, {**mapping.tile_levels, (t, c): b})
+                if not check_mapping(moved, problem, arch):
+                    out.append(((t, c), b))
+    return out

@@ -124,6 +124,9 @@ class Mapping:
             s = "".join(f"{d}{f}" for d, f in lv.spatial.items() if f > 1)
             if t or s:
                 parts.append(f"{arch.levels[i].name}:{t}{'|' + s if s else ''}")
+        # uneven boundaries: tensor@level spans the temporal loops up to another level
+        parts += [f"{t}@{arch.levels[i].name}<{arch.levels[j].name}"
+                  for (t, i), j in sorted(self.tile_levels.items()) if i != j]
         return " ".join(parts)
 
     # ---- serialization --------------------------------------------------------------------

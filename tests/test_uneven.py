@@ -178,7 +178,7 @@ def no_window(problem, tensor):
     return all(sum(size[d] > 1 for d, _ in axis) <= 1 for axis in problem.tensor(tensor).axes)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), layer=st.sampled_from(TINY), uneven=st.booleans(),
        bypass=st.booleans())
 def test_model_equals_the_loop_nest_simulator(seed, layer, uneven, bypass):

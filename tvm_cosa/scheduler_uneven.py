@@ -57,7 +57,8 @@ def schedule_uneven(problem, arch, *, objective=None, solver="auto", time_limit=
     if best.info["objective"] >= target:
         kind, best = "even", even
     best.info["uneven"] = {"chosen": kind, "even_objective": even.info["objective"],
-                           **{f"{k}_objective": m.info["objective"] for k, m in tried}}
+                           **{f"{k}_objective": m.info["objective"] for k, m in tried},
+                           "even_mapping": even.to_dict()}  # to compare (not serialized)
     best.info["solve_time_s"] = sum(m.info["solve_time_s"] for _, m in tried)
     best.info["wall_time_s"] = time.perf_counter() - began
     return best

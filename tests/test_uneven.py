@@ -9,14 +9,13 @@ is Timeloop's; Inputs are compared on layers without a sliding window.
 """
 
 import itertools
-import math
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tvm_cosa import (Architecture, Arithmetic, InputError, LevelMapping, Mapping, MemoryLevel,
-                      Problem, check_mapping, preset, schedule)
+                      Problem, check_mapping, preset)
 from tvm_cosa.cost_model import evaluate
 from tvm_cosa.problem import prime_factors
 from tvm_cosa.uneven import box_violation, violations

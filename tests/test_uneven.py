@@ -324,3 +324,22 @@ def test_rules_name_the_broken_boundary():
     assert "outermost" in violations(Mapping(levels, {("Inputs", 3): 2}), layer, arch)[0].message
     with pytest.raises(InputError, match="out of range"):
         evaluate(Mapping(levels, {("Inputs", 1): 7}), layer, arch)
+
+
+def test_check_auto_counts_uneven_mappings_with_the_builtin_model(monkeypatch):
+    """Timeloop has no uneven mappings: with Timeloop installed, "auto" still sends an uneven
+    mapping to the built-in model, and an even one to Timeloop."""
+    import tvm_cosa.check as check_module
+
+    layer, arch = TINY[1], small_arch()
+    mapping = random_uneven_mapping(layer, arch, random.Random(3), uneven=False)
+    called = []
+    monkeypatch.setattr(check_module, "find_timeloop", lambda path=None: "/opt/timeloop-model")
+    monkeypatch.setattr(check_module, "run_timeloop",
+                        lambda *a, **k: called.append("timeloop") or "timeloop ran")
+    assert check_module.check(mapping, layer, arch) == "timeloop ran"
+    buf = arch.level_index("Buf")
+    uneven = Mapping(mapping.levels, {("Outputs", buf): buf - 1})
+    assert check_mapping(uneven, layer, arch) == []
+    ev = check_module.check(uneven, layer, arch)
+    assert ev.backend == "builtin" and ev.valid and called == ["timeloop"]

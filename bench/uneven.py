@@ -8,7 +8,7 @@ For every unique conv / matmul layer of `tvm_cosa.models.resnet50()` and `mobile
 Prints per-layer rows where they differ, per model and architecture totals, and each layer where
 uneven wins with a one-line reason (the moved boundaries and the largest saving).
 
-    python bench/uneven.py                       # everything (about half an hour on 2 cores)
+    python bench/uneven.py                       # everything (16 min on the loaded 2-core machine)
     python bench/uneven.py --arch gemmini-small --model resnet50 --time-limit 5
 """
 

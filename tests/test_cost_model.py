@@ -317,8 +317,8 @@ def test_bad_mappings_raise_input_errors():
     bad = Mapping([LevelMapping(temporal={"P": 0})] + mapping.levels[1:])
     with pytest.raises(InputError, match="positive integer"):
         evaluate(bad, problem, arch)
-    uneven = Mapping(mapping.levels, tile_levels={("Inputs", 4): 3})
-    with pytest.raises(InputError, match="uneven"):
+    uneven = Mapping(mapping.levels, tile_levels={("Inputs", 4): 9})
+    with pytest.raises(InputError, match="out of range"):
         evaluate(uneven, problem, arch)
 
 

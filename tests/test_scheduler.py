@@ -266,13 +266,15 @@ def test_outermost_level_must_keep_every_tensor():
 
 
 def test_uneven_mapping_spans_fewer_loops():
-    """tile_levels (CoSA's Z): the GlobalBuffer's Inputs tile spans only the loops up to the
-    InputBuffer, so it is never larger than the InputBuffer's."""
+    """tile_levels (CoSA's Z): the GlobalBuffer's Inputs tile spans only the temporal loops up
+    to the InputBuffer (and, as every tile, the fan-out below the GlobalBuffer)."""
     problem, arch = Problem.from_yaml(WORKLOADS / "_outputs_input.46.yaml"), preset("simba")
     gb, ib = arch.level_index("GlobalBuffer"), arch.level_index("InputBuffer")
     mapping = schedule(problem, arch, solver="highs", tile_levels={("Inputs", gb): ib})
     assert mapping.tile_levels == {("Inputs", gb): ib}
-    assert mapping.tile_size(problem, "Inputs", gb) == mapping.tile_size(problem, "Inputs", ib)
+    inner, fanout = mapping.tile_extents("Inputs", ib), mapping.levels[gb].spatial
+    assert {d: mapping.tile_extents("Inputs", gb).get(d, 1) for d in problem.dims} == \
+        {d: inner.get(d, 1) * fanout.get(d, 1) for d in problem.dims}
     assert_valid(mapping, problem, arch)
     with pytest.raises(InputError, match="outer level's tile must contain the inner one"):
         schedule(problem, arch, tile_levels={("Inputs", ib): gb, ("Inputs", gb): 0})

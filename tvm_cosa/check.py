@@ -4,7 +4,8 @@ it is installed, else with the built-in model (which counts the same way).
 `check(mapping, problem, arch, backend="auto")`:
 * "builtin": `tvm_cosa.cost_model.evaluate`;
 * "timeloop": `tvm_cosa.timeloop.run_timeloop` (raises `TimeloopError` if it is missing or fails);
-* "auto": Timeloop when `find_timeloop(timeloop)` finds it, else the built-in model.
+* "auto": Timeloop when `find_timeloop(timeloop)` finds it and the mapping is even, else the
+  built-in model.
 An invalid mapping returns `Evaluation(valid=False)` with Timeloop's reason either way.
 """
 
@@ -14,6 +15,7 @@ from .cost_model import evaluate
 from .cost_model.result import Evaluation
 from .errors import InputError
 from .timeloop.runner import find_timeloop, run_timeloop
+from .uneven import is_uneven
 
 BACKENDS = ("auto", "timeloop", "builtin")
 # Fields compared between the two backends: exact counts, energy within a tolerance.
@@ -26,7 +28,9 @@ def check(mapping, problem, arch, backend: str = "auto", timeloop=None, **timelo
     $TIMELOOP_DIR); `timeloop_options`: `timeout`, `workdir`, `keep` of `run_timeloop`."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
-    if backend == "builtin" or (backend == "auto" and find_timeloop(timeloop) is None):
+    # Timeloop has no uneven mappings (tile_levels): "auto" counts those with the built-in model.
+    if backend == "builtin" or (backend == "auto" and (is_uneven(mapping)
+                                                       or find_timeloop(timeloop) is None)):
         return evaluate(mapping, problem, arch)
     return run_timeloop(mapping, problem, arch, timeloop=timeloop, **timeloop_options)
 

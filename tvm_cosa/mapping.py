@@ -6,7 +6,8 @@ mesh. The tile a level holds therefore spans every loop at that level and below,
 Loop order is given innermost first, as in Timeloop's map files.
 
 Uneven mapping (ZigZag, CoSA's Z): `tile_levels[(tensor, i)] = j` says the tile of `tensor` kept at
-level i spans the loops of levels 0..j instead of 0..i.
+level i spans the temporal loops of levels 0..j instead of 0..i (and, always, the spatial loops of
+levels 0..i: the fanout below i works at once); rules in `tvm_cosa.uneven`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,11 @@ class Mapping:
         return self.tile_levels.get((tensor, level), level)
 
     def tile_extents(self, tensor: str, level: int) -> dict:
-        return self.extents_through(self.tile_level(tensor, level))
+        if self.tile_level(tensor, level) == level:
+            return self.extents_through(level)
+        from .uneven import tile_extents
+
+        return tile_extents(self, tensor, level)
 
     def tile_size(self, problem: Problem, tensor: str, level: int) -> int:
         """Words of `tensor`'s tile at `level`, input halo included (bounding box)."""
@@ -119,6 +124,9 @@ class Mapping:
             s = "".join(f"{d}{f}" for d, f in lv.spatial.items() if f > 1)
             if t or s:
                 parts.append(f"{arch.levels[i].name}:{t}{'|' + s if s else ''}")
+        # uneven boundaries: tensor@level spans the temporal loops up to another level
+        parts += [f"{t}@{arch.levels[i].name}<{arch.levels[j].name}"
+                  for (t, i), j in sorted(self.tile_levels.items()) if i != j]
         return " ".join(parts)
 
     # ---- serialization --------------------------------------------------------------------

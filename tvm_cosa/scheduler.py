@@ -29,6 +29,13 @@ def build_model(problem: Problem, arch: Architecture, objective: Optional[Object
                 **options) -> ScheduleModel:
     """The MILP of a layer (for inspection: `.m.num_vars`, `.m.rows`, `.notes`)."""
     _check_types(problem, arch, objective)
+    uneven = options.pop("uneven", False)
+    if uneven or options.get("tile_levels"):
+        # per-tensor boundaries (CoSA's Z): chosen by the MILP, or fixed by tile_levels
+        from .formulation_uneven import UnevenScheduleModel
+
+        return UnevenScheduleModel(problem, arch, objective or Objective(), uneven=uneven,
+                                   **options)
     return ScheduleModel(problem, arch, objective or Objective(), **options)
 
 
@@ -36,7 +43,7 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
              solver: str = "auto", time_limit: Optional[float] = None,
              mip_gap: Optional[float] = None, threads: int = 1,
              min_utilization: Optional[float] = None, keeps=None, tile_levels=None,
-             global_buffer: Optional[int] = None) -> Mapping:
+             global_buffer: Optional[int] = None, uneven: bool = False) -> Mapping:
     """The best schedule of `problem` on `arch` under `objective` (default `Objective()`).
 
     solver: "auto" (Gurobi if its licence accepts the model, else HiGHS), "highs" or "gurobi".
@@ -45,6 +52,9 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
     min_utilization: require the spatial factors to use at least this fraction of the MACs.
     keeps ({level: tensors}), tile_levels ({(tensor, level): j}, uneven mapping) and
         global_buffer (level of CoSA's permutation terms) are CoSA's B, Z and global_buf_idx.
+    uneven: the MILP also picks each tensor's tile boundary at each level (CoSA's Z as a
+        decision, `tvm_cosa.formulation_uneven`); entries of tile_levels stay fixed. The
+        objective is never worse than the even schedule's (`tvm_cosa.scheduler_uneven`).
     The result passed `assert_valid`; `info` holds solver, status, objective, bound, gap,
     solve_time_s, build_time_s, num_vars, num_constraints, and the model's own estimates.
     Raises InfeasibleError (naming level, tensor and sizes) or SolverError.
@@ -53,16 +63,19 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
     if min_utilization is not None and not 0 < min_utilization <= 1:
         raise InputError(f"min_utilization must be in (0, 1], got {min_utilization!r}")
     try:
+        if uneven:
+            from .scheduler_uneven import schedule_uneven
+
+            return schedule_uneven(problem, arch, objective=objective, solver=solver,
+                                   time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                                   min_utilization=min_utilization, keeps=keeps,
+                                   tile_levels=tile_levels, global_buffer=global_buffer)
         model = build_model(problem, arch, objective, keeps=keeps, tile_levels=tile_levels,
                             global_buffer=global_buffer, min_utilization=min_utilization)
         built = time.perf_counter() - began
-        # A feasible start (every loop at the outermost level) guarantees a schedule on a
-        # time-out
-        start = model.start_values() if time_limit is not None and not min_utilization else None
-        result = solve(model.m, solver, time_limit=time_limit, mip_gap=mip_gap,
-                       threads=threads, start=start)
-        if not result.has_solution:
-            _raise_unsolved(model, result, time_limit)
+        return solve_checked(model, problem, arch, keeps=keeps, solver=solver,
+                             time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                             build_time=built)
     except InfeasibleError as err:
         if not arch.mapspace_missing or keeps is not None:
             raise
@@ -70,6 +83,19 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
             f"{err}. {arch.name} was read from a CoSA / Timeloop 0.3 file without a mapspace, so "
             "every level keeps every tensor: its mapspace (bypass) file is probably missing",
             option=("mapspace", "MAPSPACE.yaml"), remedy="; give it with {option}") from err
+
+
+def solve_checked(model, problem, arch, *, keeps=None, solver="auto", time_limit=None,
+                  mip_gap=None, threads=1, build_time=0.0) -> Mapping:
+    """Solve a built model, decode its Mapping and check it (see `schedule`)."""
+    min_utilization = model.min_utilization
+    built = build_time
+    # A feasible start (every loop at the outermost level) guarantees a schedule on a time-out
+    start = model.start_values() if time_limit is not None and not min_utilization else None
+    result = solve(model.m, solver, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                   start=start)
+    if not result.has_solution:
+        _raise_unsolved(model, result, time_limit)
     mapping = model.decode(result.values)
     checked_arch = _arch_with_keeps(arch, model) if keeps is not None else arch
     violations = check_mapping(mapping, problem, checked_arch)
@@ -144,9 +170,10 @@ def cosa(prob, arch, A, B, part_ratios, global_buf_idx, Z=None, *, objective=Non
         part_ratios: part_ratios[i][t] = share of level i's entries tensor t may use.
         global_buf_idx: the level whose loop order is returned (and, with the original
             objective, the only level whose order is optimised and whose traffic is counted).
-        Z: Z[t][i][j] = 1 if the loops of level j count toward the tile of tensor t at level i
-            (uneven mapping). Each Z[t][i] must be a prefix (1 for j <= some level). Default:
-            derived from B (Z[t][i][j] = 1 for j <= i where B[t][i] = 1).
+        Z: Z[t][i][j] = 1 if the temporal loops of level j count toward the tile of tensor t
+            at level i (uneven mapping; the spatial loops of levels <= i always do, see
+            `tvm_cosa.uneven`). Each Z[t][i] must be a prefix (1 for j <= some level).
+            Default: derived from B (Z[t][i][j] = 1 for j <= i where B[t][i] = 1).
         objective: default `Objective.cosa_original()` (weights 10 / -0.1 / 1); pass
             `Objective()` for the latency / energy objective.
 

@@ -27,7 +27,7 @@ from .problem import Problem
 @dataclass(frozen=True)
 class Violation:
     # level_count | unknown_dim | factor_product | capacity | share | rows | fanout | spatial_dim
-    # | split
+    # | split | uneven
     kind: str
     message: str
     level: Optional[str] = None
@@ -96,15 +96,19 @@ def check_mapping(mapping: Mapping, problem: Problem, arch: Architecture, *,
                 out += _check_rows(mapping, problem, level, i, tiles)
 
     out += _check_spatial(mapping, problem, arch, strict=not timeloop_rules)
+    if mapping.tile_levels:
+        from .uneven import violations as uneven_violations
+
+        out += uneven_violations(mapping, problem, arch)
     return out
 
 
 def tile_rows(mapping, problem, level, i, tensor) -> tuple[int, int]:
     """(rows, words per row) of `tensor`'s tile at row-addressed level i (see
     `MemoryLevel.row_dims_of`): a row holds the spatial factor of the row dimensions inside it."""
-    tau = mapping.tile_level(tensor, i)
+    # A tile always spans the spatial loops of levels 0..i, uneven or not (`tvm_cosa.uneven`).
     width = math.prod(mapping.levels[j].spatial.get(d, 1)
-                      for d in level.row_dims_of(problem, tensor) for j in range(tau + 1))
+                      for d in level.row_dims_of(problem, tensor) for j in range(i + 1))
     return math.ceil(mapping.tile_size(problem, tensor, i) / width), width
 
 

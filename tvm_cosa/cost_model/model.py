@@ -20,6 +20,8 @@ Per storage level and kept tensor (counts per instance, as Timeloop prints them)
   total = the maximum; utilization = MACs / (MAC instances x cycles).
 
 Invalid mappings come back as `Evaluation(valid=False)` with Timeloop's own error text.
+Uneven mappings (`Mapping.tile_levels`, CoSA's Z): each tensor's tiles follow their own boundary
+(`uneven.py`); Timeloop has no such mapping, so there it is this model's own extension.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections import OrderedDict
 from ..errors import InputError
 from ..problem import Problem
 from . import energy as _energy
+from . import uneven as _uneven
 from .nest import (Nest, TensorShape, distinct_children, fanout_accesses, fills,
                    mac_operand_accesses)
 from .result import Evaluation, LevelStats, TensorStats
@@ -101,10 +104,6 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     if len(mapping.levels) != ctx.nlev:
         raise InputError(f"mapping has {len(mapping.levels)} levels, architecture {arch.name} "
                          f"has {ctx.nlev} ({list(arch.level_names)})")
-    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
-        raise InputError("the mapping is uneven (tile_levels, CoSA's Z): Timeloop's model, and "
-                         "this one, keep at every level the tile of that level's loops; "
-                         "schedule without tile_levels to evaluate it")
     loops = _loops(ctx, mapping)
     error = _factor_error(ctx, loops)
     if error:
@@ -112,7 +111,16 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     nest = Nest(len(ctx.dims), loops)
     kept = _kept(ctx, mapping)
     ext = nest.ext
-    tiles = [{i: shape.size(ext[i]) for i in levels} for shape, levels in zip(ctx.shapes, kept)]
+    uneven = None  # per tensor: its own tile extents and refilling loops (`uneven.py`)
+    if mapping.tile_levels and any(i != j for (_, i), j in mapping.tile_levels.items()):
+        error = _uneven.uneven_error(ctx, mapping)
+        if error:
+            return _invalid(ctx, error)
+        uneven = _uneven.tile_loops(ctx, mapping, nest, kept)
+        tiles = [{i: shape.size(tl.ext[i]) for i in levels}
+                 for shape, levels, tl in zip(ctx.shapes, kept, uneven)]
+    else:
+        tiles = [{i: shape.size(ext[i]) for i in levels} for shape, levels in zip(ctx.shapes, kept)]
     error = _capacity_error(ctx, tiles)
     if error:
         return _invalid(ctx, error)
@@ -120,7 +128,7 @@ def evaluate(mapping, problem: Problem, arch) -> Evaluation:
     macs = _instance_error(ctx, loops, used)
     if macs.__class__ is str:
         return _invalid(ctx, macs)
-    return _count(ctx, mapping, nest, kept, tiles, used, macs)
+    return _count(ctx, mapping, nest, kept, tiles, used, macs, uneven)
 
 
 def _kept(ctx, mapping):
@@ -278,7 +286,7 @@ def _invalid(ctx, error) -> Evaluation:
 
 
 # ---- counting -----------------------------------------------------------------------------
-def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
+def _count(ctx, mapping, nest, kept, tiles, used, mac_used, uneven=None) -> Evaluation:
     nlev = ctx.nlev
     compute = nest.compute_cycles
     spatial = nest.spatial
@@ -292,6 +300,8 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
     all_loops = nest.temporal[0] + above[0] if nlev > 1 else nest.temporal[0]
     for ti, shape in enumerate(ctx.shapes):
         levels, tile, out = kept[ti], tiles[ti], is_output[ti]
+        tile_ext, tile_above = (ext, above) if uneven is None else (uneven[ti].ext,
+                                                                    uneven[ti].above)
         # Read-only tensors need partition sizes only for the report (built on demand).
         parts = _partitions(shape, nest, levels[0], nlev) if out else None
         # What the MACs draw: one operand per compute (and per multicast group below level
@@ -318,7 +328,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
                     mesh = meshes[j] = _fanout_mesh(ctx, nest, j)
                 if j == child + 1:
                     content, linked, _ = fanout_accesses(
-                        shape, ext[child], tile[child], above[child], spatial[j],
+                        shape, tile_ext[child], tile[child], tile_above[child], spatial[j],
                         nest.spatial_x_count[j], mesh)
                     # Timeloop spreads the link words over every instance of the children's
                     # level, not over one parent's children: their reads grow by that share,
@@ -335,7 +345,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
                         nest.spatial_x_count[j], mesh)
                     fan = math.prod(n for _, n, _ in spatial[j])
                     content = content * fan * reads / received
-            f = 0 if p == top else fills(shape, ext[p], tile[p], above[p])
+            f = 0 if p == top else fills(shape, tile_ext[p], tile[p], tile_above[p])
             counts.append([content, f, 0.0])
             child, child_fills = p, f
         for p, (content, f, peer) in zip(levels, counts):
@@ -384,7 +394,7 @@ def _count(ctx, mapping, nest, kept, tiles, used, mac_used) -> Evaluation:
                         utilization=computes / (ctx.mac_instances * cycles), computes=computes,
                         energy_estimated=ctx.energy_estimated, arithmetic=arithmetic)
     result._build_levels = lambda: _level_stats(ctx, nest, kept, tiles, rows_per_level, compute)
-    result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept)
+    result._presentation = lambda ev: _present(ev, ctx, mapping, nest, kept, uneven)
     return result
 
 
@@ -458,11 +468,11 @@ def _partitions(shape, nest, lowest, nlev) -> list:
 
 
 # ---- presentation (only when asked for) ---------------------------------------------------
-def _present(ev: Evaluation, ctx, mapping, nest, kept):
+def _present(ev: Evaluation, ctx, mapping, nest, kept, uneven=None):
     for i, lv in enumerate(ev.levels):
         lv.specs = level_specs(ctx.arch.levels[i], ctx.levels[i])
         lv.loop_nest = loop_nest_lines(mapping.levels[i], ctx.dims)
-    ev.networks = _networks(ctx, nest, kept)
+    ev.networks = _networks(ctx, nest, kept, uneven)
 
 
 def level_specs(level, L=None) -> dict:
@@ -486,7 +496,7 @@ def loop_nest_lines(lv, dims) -> list:
     return [f"{'  ' * k}for {d} in [0:{f}){tag}" for k, (d, f, tag) in enumerate(loops)]
 
 
-def _networks(ctx, nest, kept) -> list:
+def _networks(ctx, nest, kept, uneven=None) -> list:
     """Per link parent <==> child: fan-out, multicast factor, words delivered, reductions."""
     out = []
     nlev = ctx.nlev
@@ -503,7 +513,9 @@ def _networks(ctx, nest, kept) -> list:
             if c < 0:
                 words = nest.compute_cycles
             else:
-                words = fills(shape, nest.ext[c], shape.size(nest.ext[c]), nest.above[c])
+                e, a = ((nest.ext[c], nest.above[c]) if uneven is None
+                        else (uneven[ti].ext[c], uneven[ti].above[c]))
+                words = fills(shape, e, shape.size(e), a)
             for k in range(c + 1, j + 1):
                 if nest.spatial[k]:
                     words *= distinct_children(shape, nest.spatial[k])

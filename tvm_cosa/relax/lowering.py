@@ -346,9 +346,11 @@ def _tile(sch, dim_loops, problem, mapping, arch) -> list[_Loop]:
 
 
 # ---- cache stages ---------------------------------------------------------------------------
-def _at_loop(loops: list[_Loop], tile_top: int):
-    """The innermost loop outside a tile spanning levels 0..tile_top (None: the whole nest)."""
-    outside = [lp for lp in loops if lp.level > tile_top]
+def _at_loop(loops: list[_Loop], level: int, boundary: int):
+    """The innermost loop outside the tile kept at `level`, which spans the temporal loops of
+    levels 0..boundary and the spatial ones of levels 0..level (uneven mapping when they differ,
+    `tvm_cosa.uneven`; None: the whole nest)."""
+    outside = [lp for lp in loops if lp.level > (level if lp.kind in ("X", "Y") else boundary)]
     return outside[-1].rv if outside else None
 
 
@@ -405,7 +407,7 @@ def _read_stages(sch, block, buffer, loops, tensor, mapping, arch):
         stage = sch.cache_read(block, _read_index(sch, block, buffer),
                                scope_name(arch.levels[i].name))
         buffer = _buf(sch.get(stage).writes[0])
-        stages.append((stage, _at_loop(loops, mapping.tile_level(tensor, i))))
+        stages.append((stage, _at_loop(loops, i, mapping.tile_level(tensor, i))))
     # Innermost first: compute_at needs the stage's consumer to be under the loop already.
     for stage, at in reversed(stages):
         if at is not None:
@@ -416,7 +418,7 @@ def _write_stages(sch, block, loops, op, mapping, arch):
     stages = []  # outermost first
     for i in stage_levels(mapping, arch, OUTPUTS):
         stage = sch.cache_write(block, 0, scope_name(arch.levels[i].name))
-        stages.append((stage, _at_loop(loops, mapping.tile_level(OUTPUTS, i))))
+        stages.append((stage, _at_loop(loops, i, mapping.tile_level(OUTPUTS, i))))
     # Innermost first: reverse_compute_at needs the stage's producer under the loop already.
     # Partial sums across outer reduction loops stay correct: TVM allocates a written reduction
     # buffer above its outermost reduction loop.

@@ -183,13 +183,16 @@ class CoSAPass:
     "timeloop", "builtin", or None to skip checking. cache: None (default directory,
     $TVM_COSA_CACHE or ~/.cache/tvm_cosa), a directory, or False. lower: apply the schedules to
     TIR (False: only extract, solve and report). jobs: worker processes for solving.
+    uneven: let the MILP choose each tensor's tile boundaries (`schedule(..., uneven=True)`);
+    the generic TIR lowering puts each tensor's cache stage at its own loop, and so does the
+    Gemmini lowering (each tensor's mvin / mvout at its own boundary).
     After the pass has run, `report` holds the per-layer `Report` and `arch` the architecture
     the module was scheduled for.
     """
 
     def __init__(self, arch, solver="auto", objective=None, check="auto", cache=None,
                  lower=True, jobs=2, time_limit=None, mip_gap=None, verify_build=True,
-                 progress=None):
+                 progress=None, uneven=False):
         self.arch_spec = arch
         self.requested_arch = resolve_arch(arch)
         self.arch = self.requested_arch  # after a run: the architecture that run scheduled for
@@ -208,6 +211,9 @@ class CoSAPass:
         self.time_limit = _positive_or_none(time_limit, "time_limit")
         self.mip_gap = _positive_or_none(mip_gap, "mip_gap")
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        if not isinstance(uneven, bool):
+            raise InputError(f"uneven must be True or False, got {uneven!r}", field="uneven")
+        self.uneven = uneven
         self.report: Optional[Report] = None
 
     def transform_module(self, mod, ctx):
@@ -232,6 +238,8 @@ class _Compilation:
         hits0, misses0 = self.o.cache.hits, self.o.cache.misses
         self.objective_key = self.o.objective.key()
         mod = c_identifiers(mod)  # model names reach the C of the PrimFuncs legalized from here
+        if self.o.uneven:  # another schedule space: its own cache entries
+            self.objective_key += ("uneven",)
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
@@ -351,7 +359,8 @@ class _Compilation:
         if not keys:
             return
         kwargs = dict(objective=self.o.objective, solver=self.o.solver, check=self.o.check,
-                      time_limit=self.o.time_limit, mip_gap=self.o.mip_gap)
+                      time_limit=self.o.time_limit, mip_gap=self.o.mip_gap,
+                      uneven=self.o.uneven)
         bar = _progress(len(keys), self.o.progress, f"CoSA on {self.arch.name}")
         jobs = min(self.o.jobs, len(keys))
         if jobs == 1:

@@ -78,6 +78,9 @@ QDQ_VARIANTS = {
     "qdq_s8_per_tensor": dict(activations="QInt8", per_channel=False),
     "qdq_s8_per_channel": dict(activations="QInt8", per_channel=True),
     "qdq_u8_per_channel_7bit": dict(activations="QUInt8", per_channel=True, reduce_range=True),
+    "qdq_u8_per_tensor_7bit": dict(activations="QUInt8", per_channel=False, reduce_range=True),
+    "qoperator_u8_per_channel_7bit": dict(activations="QUInt8", per_channel=True,
+                                          reduce_range=True, fmt="QOperator"),
 }
 MODELS = {"resnet18_int8": resnet18_int8, "resnet50_int8": resnet50_int8,
           "mobilenet_v2_int8": mobilenet_v2_int8, "bert_encoder_int8": bert_encoder_int8}

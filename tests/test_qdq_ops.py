@@ -16,8 +16,9 @@ tvm = pytest.importorskip("tvm")
 
 from tvm_cosa.relax.frontend import import_onnx, run_onnxruntime  # noqa: E402
 from tvm_cosa.relax.onnx_qdq import _Quant, fuse_qdq  # noqa: E402
-from tvm_cosa.relax.onnx_qops import (AVX2, host_add_kernel, qlinear_add_table,  # noqa: E402
-                                      rewrite_quantized_ops)
+from tvm_cosa.relax.onnx_qops import (exactness_notes, host_add_kernel,  # noqa: E402
+                                      qlinear_add_table, rewrite_quantized_ops)
+from tvm_cosa.relax.report import Report  # noqa: E402
 
 SHAPE = (1, 4, 12, 12)
 
@@ -133,22 +134,49 @@ def test_rewritten_model_equals_the_quantized_model_in_onnxruntime(tmp_path, act
                                       run_onnxruntime(model, feed)[0])
 
 
-@pytest.mark.parametrize("per_channel", [False, True])
-def test_quantize_static_cnn_on_gemmini_equals_onnxruntime_exactly(tmp_path, per_channel):
+@pytest.mark.parametrize("per_channel, fmt", [(False, "QDQ"), (True, "QDQ"),
+                                             (False, "QOperator")])
+def test_quantize_static_cnn_on_gemmini_equals_onnxruntime_exactly(tmp_path, per_channel, fmt):
     """uint8 activations (the quantizer's default), 7-bit weights (reduce_range: onnxruntime's
-    u8s8 AVX2 kernel then never saturates), per tensor / per channel: every conv and the Gemm on
-    the array, the output equal to onnxruntime's."""
+    u8s8 AVX2 kernel then never saturates), per tensor / per channel, QDQ and QOperator format:
+    every conv and the Gemm on the array, the output equal to onnxruntime's, no exactness note."""
     from tvm_cosa.target.gemmini import flow
 
-    if per_channel is False and host_add_kernel() != AVX2:
-        pytest.skip("the tables follow this CPU's kernel; the test is written for AVX2")
-    model = quantized(tmp_path, "QUInt8", per_channel, reduce_range=True)
+    model = quantized(tmp_path, "QUInt8", per_channel, reduce_range=True, fmt=fmt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compiled = flow.compile_module(import_onnx(model), "gemmini", cache=False,
                                        progress=False)
     assert compiled.config.dtype == "int8"
     assert [r.lowering for r in compiled.report.records] == ["gemmini"] * 3
+    assert compiled.report.exactness_notes == []
     runner = flow.load(compiled.mod, compiled.config)
     for feed in feeds():
         np.testing.assert_array_equal(runner(feed)[0], run_onnxruntime(model, feed)[0])
+
+
+def imported_form(model):
+    return rewrite_quantized_ops(fuse_qdq(model).model).model
+
+
+def test_exactness_notes_name_each_cause_and_reach_the_report(tmp_path):
+    """8-bit weights with uint8 activations on a CPU without VNNI: onnxruntime's saturating u8s8
+    kernel; int8 activations: its float32 groups on x86; 7-bit weights: nothing to say."""
+    eight_bit = exactness_notes(imported_form(quantized(tmp_path, "QUInt8", True)), vnni=False)
+    assert len(eight_bit) == 1 and "saturating int16" in eight_bit[0]
+    assert "reduce_range=True" in eight_bit[0]
+    assert exactness_notes(imported_form(quantized(tmp_path, "QUInt8", True)), vnni=True) == []
+    seven_bit = quantized(tmp_path, "QUInt8", True, reduce_range=True)
+    assert exactness_notes(imported_form(seven_bit), vnni=False) == []
+    int8 = exactness_notes(imported_form(quantized(tmp_path, "QInt8", False, reduce_range=True)),
+                           vnni=False)
+    if __import__("platform").machine().lower() in ("x86_64", "amd64"):
+        assert any("int8 activations" in note for note in int8)
+    table = Report(arch="gemmini", exactness_notes=eight_bit).table()
+    assert f"may differ from onnxruntime: {eight_bit[0]}" in table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mod = import_onnx(quantized(tmp_path, "QUInt8", True))
+    from tvm_cosa.relax.report import module_exactness_notes
+    assert module_exactness_notes(mod) == exactness_notes(
+        imported_form(quantized(tmp_path, "QUInt8", True)))

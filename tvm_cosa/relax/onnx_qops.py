@@ -528,8 +528,11 @@ class _Rewriter:
         scalar float constant as a literal of 7 digits, which is not the float32 scale."""
         if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
             return None
-        x = self.graph.dequantized(node.output[0]) if node.output[0] not in self.graph.outputs \
-            else self.graph._quant(node, node.input[0], self.graph.types.get(node.input[0]))
+        elem_type = self.graph.types.get(node.input[0])
+        zp = self.graph.constants.get(node.input[2]) if len(node.input) > 2 else None
+        if elem_type is None and zp is not None:  # after a contrib operator: no inferred type
+            elem_type = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3}.get(zp.dtype)
+        x = self.graph._quant(node, node.input[0], elem_type)
         if x is None or not _per_tensor_8bit(x):
             return None
         build, nodes, stem = self.build, [], node.name or node.output[0]

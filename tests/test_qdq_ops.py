@@ -33,11 +33,11 @@ def float_cnn(seed=0):
         return name
 
     def bn(x, c, name):
-        return helper.make_node("BatchNormalization", [x, const(f"{name}_s", rng.uniform(0.5, 1.5, c)),
-                                                      const(f"{name}_b", rng.normal(0, 0.2, c)),
-                                                      const(f"{name}_m", rng.normal(0, 0.2, c)),
-                                                      const(f"{name}_v", rng.uniform(0.5, 2, c))],
-                                [name])
+        stats = [const(f"{name}_s", rng.uniform(0.5, 1.5, c)),
+                 const(f"{name}_b", rng.normal(0, 0.2, c)),
+                 const(f"{name}_m", rng.normal(0, 0.2, c)),
+                 const(f"{name}_v", rng.uniform(0.5, 2, c))]
+        return helper.make_node("BatchNormalization", [x, *stats], [name])
 
     nodes = [
         helper.make_node("Conv", ["x", const("w1", rng.normal(0, 0.3, (8, 4, 3, 3)))], ["c1"],
@@ -76,7 +76,8 @@ def quantized(tmp_path, activations, per_channel, reduce_range=False,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantization.quantize_static(
-            str(source), str(target), Calibration(), quant_format=getattr(quantization.QuantFormat, fmt),
+            str(source), str(target), Calibration(),
+            quant_format=getattr(quantization.QuantFormat, fmt),
             activation_type=getattr(quantization.QuantType, activations),
             weight_type=quantization.QuantType.QInt8, per_channel=per_channel,
             reduce_range=reduce_range, extra_options={"ActivationSymmetric": symmetric})
@@ -115,14 +116,17 @@ def test_qlinear_add_table_equals_onnxruntime_on_every_pair():
         np.testing.assert_array_equal(qlinear_add_table(*quants, host_add_kernel()), want)
 
 
-@pytest.mark.parametrize("activations, per_channel, fmt", [
-    ("QUInt8", False, "QDQ"), ("QUInt8", True, "QDQ"), ("QInt8", False, "QDQ"),
-    ("QUInt8", False, "QOperator")])
+@pytest.mark.parametrize("activations, per_channel, fmt, symmetric", [
+    ("QUInt8", False, "QDQ", False), ("QUInt8", True, "QDQ", False), ("QInt8", False, "QDQ", False),
+    ("QInt8", True, "QDQ", True), ("QUInt8", False, "QDQ", True),
+    ("QUInt8", False, "QOperator", False)])
 def test_rewritten_model_equals_the_quantized_model_in_onnxruntime(tmp_path, activations,
-                                                                  per_channel, fmt):
+                                                                  per_channel, fmt, symmetric):
     """The rewrite is ONNX (our two operators are ONNX functions): onnxruntime runs it and gets
-    the same outputs as on the model the quantizer wrote."""
-    model = quantized(tmp_path, activations, per_channel, reduce_range=True, fmt=fmt)
+    the same outputs as on the model the quantizer wrote (asymmetric and symmetric
+    activations)."""
+    model = quantized(tmp_path, activations, per_channel, reduce_range=True, fmt=fmt,
+                      symmetric=symmetric)
     result = rewrite_quantized_ops(fuse_qdq(model).model)
     kinds = {what for _, what in result.rewritten}
     assert {"QLinearAdd table", "QGemm"} <= kinds
@@ -134,15 +138,18 @@ def test_rewritten_model_equals_the_quantized_model_in_onnxruntime(tmp_path, act
                                       run_onnxruntime(model, feed)[0])
 
 
-@pytest.mark.parametrize("per_channel, fmt", [(False, "QDQ"), (True, "QDQ"),
-                                             (False, "QOperator")])
-def test_quantize_static_cnn_on_gemmini_equals_onnxruntime_exactly(tmp_path, per_channel, fmt):
+@pytest.mark.parametrize("per_channel, fmt, symmetric", [
+    (False, "QDQ", False), (True, "QDQ", False), (True, "QDQ", True), (False, "QOperator", False)])
+def test_quantize_static_cnn_on_gemmini_equals_onnxruntime_exactly(tmp_path, per_channel, fmt,
+                                                                   symmetric):
     """uint8 activations (the quantizer's default), 7-bit weights (reduce_range: onnxruntime's
-    u8s8 AVX2 kernel then never saturates), per tensor / per channel, QDQ and QOperator format:
+    u8s8 AVX2 kernel then never saturates), per tensor / per channel, asymmetric / symmetric
+    activations, QDQ and QOperator format:
     every conv and the Gemm on the array, the output equal to onnxruntime's, no exactness note."""
     from tvm_cosa.target.gemmini import flow
 
-    model = quantized(tmp_path, "QUInt8", per_channel, reduce_range=True, fmt=fmt)
+    model = quantized(tmp_path, "QUInt8", per_channel, reduce_range=True, fmt=fmt,
+                      symmetric=symmetric)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compiled = flow.compile_module(import_onnx(model), "gemmini", cache=False,

@@ -24,7 +24,7 @@ itself gives the same result on the rewritten model:
 
 Conditions are onnxruntime's own (per-tensor activation scales and zero points, constant, the
 output of the inputs' type; weights of Gemm per tensor or per output channel). A group that does
-not fit is left as it is and `RewriteResult.inexact` says why its result may differ.
+not fit is left as it is; `exactness_notes` says why a model may still differ.
 
 Where onnxruntime's choice depends on the machine: MLAS picks its QLinearAdd kernel by CPU; the
 table follows the AVX2/FMA kernel on CPUs that have it and the SSE2 kernel otherwise
@@ -49,7 +49,6 @@ _MS = "com.microsoft"
 class RewriteResult:
     model: object  # onnx.ModelProto
     rewritten: list = field(default_factory=list)  # [(node name, "QLinearAdd table"), ...]
-    inexact: list = field(default_factory=list)  # [(node name, reason)]
 
 
 # ---- onnxruntime's arithmetic in numpy -----------------------------------------------------------
@@ -161,17 +160,13 @@ class _Builder:
         return out
 
 
-def _onnx_type(dtype) -> int:
-    return {np.dtype(np.uint8): 2, np.dtype(np.int8): 3}[np.dtype(dtype)]
-
-
 # Two small operators of our own (domain ai.tvm_cosa) carry the rewrite: TVM imports them with
 # the converters below (TVM's own Gather and float-to-int Cast converters add index and NaN
 # handling the C target cannot build); the model also defines them as ONNX functions of
 # standard operators, so onnxruntime runs the rewritten model too (the tests compare).
 DOMAIN = "ai.tvm_cosa"
 LOOKUP = "LookupTable"  # (table [T], index int32) -> table[index]
-REQUANTIZE = {2: "RequantizeToUInt8", 3: "RequantizeToInt8"}  # (int32 acc, float32 m, zp) -> 8-bit
+REQUANTIZE = {2: "RequantizeToUInt8", 3: "RequantizeToInt8"}  # (acc, float32 m, zp) -> 8-bit
 
 
 def _table_lookup(build, nodes, index_terms, table, stem, output):
@@ -544,6 +539,20 @@ class _Rewriter:
             x.scale.astype(np.float32).reshape(1), f"{stem}_scale")], stem, output=node.output[0])
         return nodes
 
+    def quantize(self, node):
+        """A QuantizeLinear left (of a model input or of a float operator): x / scale with the
+        scale a 1-element tensor (not a C literal), then MLAS's clamp, round and zero point."""
+        if node.op_type != "QuantizeLinear" or node.domain not in ("", "ai.onnx"):
+            return None
+        y = self.graph._quant(node, node.output[0], self.graph.types.get(node.output[0]))
+        if y is None or not _per_tensor_8bit(y) or self.graph.types.get(node.input[0]) != 1:
+            return None
+        build, nodes, stem = self.build, [], node.name or node.output[0]
+        scaled = build.node(nodes, "Div", [node.input[0], build.const(
+            y.scale.astype(np.float32).reshape(1), f"{stem}_scale")], f"{stem}_scaled")
+        _requantize(build, nodes, scaled, np.ones(1, np.float32), y, stem, node.output[0])
+        return nodes
+
     # -- QOperator nodes (com.microsoft) -----------------------------------------------------------
     def qoperator(self, node):
         """com.microsoft QLinearAdd / QLinearGlobalAveragePool / QGemm with constant scales."""
@@ -643,7 +652,7 @@ def rewrite_quantized_ops(model, add_kernel: str | None = None) -> RewriteResult
             rewriter.result.rewritten.append((node.name or node.output[0], what))
     for node in list(out.graph.node):
         if id(node) not in rewriter.removed and id(node) not in rewriter.replaced:
-            found = rewriter.dequantize(node)
+            found = rewriter.dequantize(node) or rewriter.quantize(node)
             if found is not None:
                 rewriter.replaced[id(node)] = found
     if not rewriter.replaced:
@@ -662,7 +671,7 @@ def rewrite_quantized_ops(model, add_kernel: str | None = None) -> RewriteResult
     out.graph.initializer.extend(rewriter.build.initializers)
     _drop_unused(out.graph)
     _add_functions(out)
-    return RewriteResult(out, rewriter.result.rewritten, rewriter.result.inexact)
+    return RewriteResult(out, rewriter.result.rewritten)
 
 
 def _graph_names(model):
@@ -689,7 +698,7 @@ def _topological(nodes, available):
     return ordered
 
 
-# ---- where the result can still differ ------------------------------------------------------------
+# ---- where the result can still differ ---------------------------------------------------------
 # pairs of uint8 x int8 products onnxruntime's AVX2 kernel adds in int16 (VPMADDUBSW, saturating)
 _INT16_MAX = 32767
 _DATA_MOVEMENT = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",

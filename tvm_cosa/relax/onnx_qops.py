@@ -294,7 +294,6 @@ class _Rewriter:
                          default=0)
         self.removed, self.replaced = set(), {}  # id(node) -> [new nodes]
         self.reads: dict[str, int] = {}
-        self._bn_channels = None
         self.result = RewriteResult(model)
 
     def consume(self, group_nodes, dequantizers):
@@ -339,12 +338,15 @@ class _Rewriter:
         x = self.graph.dequantized(node.input[0]) if node.input else None
         if x is None or not _per_tensor_8bit(x):
             return None
-        chain, current = [], node
+        chain, constant_dqs, channel_counts, current = [], [], set(), node
         while True:
-            step = self._elementwise_step(current)
-            if step is None:
+            found = self._elementwise_step(current)
+            if found is None:
                 return None
+            step, channels, dqs = found
             chain.append((current, step))
+            constant_dqs += dqs
+            channel_counts |= {channels} - {None}
             nxt = self.graph.only_consumer(current.output[0])
             if nxt is None:
                 return None
@@ -354,9 +356,9 @@ class _Rewriter:
         y = self.graph._quant(nxt, nxt.output[0], self.graph.types.get(nxt.output[0]))
         if not _per_tensor_8bit(y):
             return None
-        channels = self._channels(chain)
-        if channels is None:
+        if len(channel_counts) > 1:
             return None
+        channels = channel_counts.pop() if channel_counts else 1
         info = np.iinfo(INT8_TYPES[x.elem_type])
         values = np.arange(info.min, info.max + 1, dtype=np.int64)
         grid = np.broadcast_to(values, (channels, values.size))  # [C, 256]: channel axis first
@@ -372,56 +374,53 @@ class _Rewriter:
         index.append(build.const(offsets.reshape((1, channels) + (1,) * (rank - 2))
                                  if channels > 1 else np.int32(-info.min), f"{stem}_offset"))
         _table_lookup(build, nodes, index, table, stem, y.int_name)
-        self.consume([n for n, _ in chain] + [nxt], [x])
+        self.consume([n for n, _ in chain] + [nxt], [x] + constant_dqs)
         return nodes, "elementwise table"
 
     def _elementwise_step(self, node):
-        """A numpy function [C, values] -> [C, values] computing `node` as onnxruntime does, or
-        None when `node` is not one we can tabulate (then the group stays)."""
+        """(numpy function [C, values] -> [C, values] computing `node` as onnxruntime does, its
+        channel count or None, the DequantizeLinear nodes of its constants), or None when `node`
+        is not one we can tabulate (then the group stays)."""
         if node.domain not in ("", "ai.onnx"):
             return None
-        consts = [self._constant(n) for n in node.input[1:]]
+        found = [self._constant(n) if n else (None, None) for n in node.input[1:]]
+        consts = [value for value, _ in found]
+        dqs = [dq for _, dq in found if dq is not None]
         if any(c is None for c, n in zip(consts, node.input[1:]) if n):
             return None
         if node.op_type == "Relu":
-            return lambda v: np.maximum(v, np.float32(0))
+            return (lambda v: np.maximum(v, np.float32(0))), None, dqs
         if node.op_type == "Clip":
             attrs = {a.name: a for a in node.attribute}
             lo = consts[0] if len(consts) > 0 and consts[0] is not None else (
                 np.float32(attrs["min"].f) if "min" in attrs else np.float32(-np.inf))
             hi = consts[1] if len(consts) > 1 and consts[1] is not None else (
                 np.float32(attrs["max"].f) if "max" in attrs else np.float32(np.inf))
-            return lambda v: np.minimum(np.maximum(v, np.float32(lo)), np.float32(hi))
+            return (lambda v: np.minimum(np.maximum(v, np.float32(lo)), np.float32(hi))), None, dqs
         if node.op_type == "BatchNormalization" and len(consts) == 4:
             attrs = {a.name: a for a in node.attribute}
             if attrs.get("training_mode") is not None and attrs["training_mode"].i:
                 return None
             epsilon = attrs["epsilon"].f if "epsilon" in attrs else 1e-5
             scale, bias, mean, var = consts
-            self._bn_channels = scale.size
-            return lambda v: batch_norm(v, scale, bias, mean, var, epsilon)
+            return (lambda v: batch_norm(v, scale, bias, mean, var, epsilon)), scale.size, dqs
         return None
 
-    def _channels(self, chain):
-        sizes = {self._bn_channels for n, _ in chain if n.op_type == "BatchNormalization"}
-        return sizes.pop() if len(sizes) == 1 else (1 if not sizes else None)
-
     def _constant(self, name):
-        """A constant float input: an initializer, or a DequantizeLinear of one (the quantizer
-        quantizes BatchNormalization's scale and bias), dequantized as onnxruntime does."""
-        if not name:
-            return None
+        """(value, its DequantizeLinear or None) of a constant float input: an initializer, or a
+        DequantizeLinear of one (the quantizer quantizes BatchNormalization's scale and bias),
+        dequantized as onnxruntime does; (None, None) when it is not constant."""
         if name in self.graph.constants:
-            return self.graph.constants[name].astype(np.float32)
+            return self.graph.constants[name].astype(np.float32), None
         dq = self.graph.dequantized(name)
         if dq is None or dq.int_name not in self.graph.constants:
-            return None
+            return None, None
         value = self.graph.constants[dq.int_name]
         shape = None
         if dq.scale.size > 1:
             shape = [1] * value.ndim
             shape[dq.axis % value.ndim] = -1
-        return dequantize(value, dq, shape)
+        return dequantize(value, dq, shape), dq
 
     # -- DQ -> GlobalAveragePool -> Q --------------------------------------------------------------
     def global_average_pool(self, node):

@@ -187,3 +187,58 @@ def test_exactness_notes_name_each_cause_and_reach_the_report(tmp_path):
     from tvm_cosa.relax.report import module_exactness_notes
     assert module_exactness_notes(mod) == exactness_notes(
         imported_form(quantized(tmp_path, "QUInt8", True)))
+
+
+def float_mlp_block(seed=1, tokens=16, width=32):
+    """A transformer-like feed-forward block: MatMul, bias Add, Relu, MatMul, bias Add, residual
+    Add."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.normal(0, s, shape).astype(np.float32), name)
+             for name, shape, s in [("w1", (width, 2 * width), 0.2), ("b1", (2 * width,), 0.1),
+                                    ("w2", (2 * width, width), 0.2), ("b2", (width,), 0.1)]]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["o"]),
+             helper.make_node("Add", ["o", "b2"], ["ob"]),
+             helper.make_node("Add", ["ob", "x"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp",
+                              [helper.make_tensor_value_info("x", 1, [tokens, width])],
+                              [helper.make_tensor_value_info("y", 1, [tokens, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_quantize_static_mlp_block_on_gemmini_equals_onnxruntime_exactly(tmp_path):
+    """Both matmuls on the array; the bias and residual Adds are onnxruntime's QLinearAdd."""
+    from tvm_cosa.target.gemmini import flow
+
+    source, target = tmp_path / "mlp.onnx", tmp_path / "mlp_q.onnx"
+    onnx.save(float_mlp_block(), source)
+
+    class Tokens(quantization.CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.data = iter([{"x": rng.standard_normal((16, 32)).astype(np.float32)}
+                              for _ in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantization.quantize_static(str(source), str(target), Tokens(), per_channel=True,
+                                     reduce_range=True,
+                                     activation_type=quantization.QuantType.QUInt8)
+        model = onnx.load(target)
+        compiled = flow.compile_module(import_onnx(model), "gemmini", cache=False,
+                                       progress=False)
+    kinds = [what for _, what in rewrite_quantized_ops(fuse_qdq(model).model).rewritten]
+    assert kinds.count("QLinearAdd table") == 3
+    assert [(r.op, r.lowering) for r in compiled.report.records] == [("matmul", "gemmini")] * 2
+    assert compiled.report.exactness_notes == []
+    runner = flow.load(compiled.mod, compiled.config)
+    for seed in range(3):
+        feed = {"x": np.random.default_rng(seed).standard_normal((16, 32)).astype(np.float32)}
+        np.testing.assert_array_equal(runner(feed)[0], run_onnxruntime(model, feed)[0])

@@ -17,7 +17,8 @@ exactness notes, printed; e.g. onnxruntime's saturating u8s8 kernel on AVX2 CPUs
 
 `qdq`: the float ResNet-18 (tvm_cosa.models.resnet18) through onnxruntime's quantize_static
 (seeded calibration data) in four variants: uint8 / int8 activations x per-tensor / per-channel
-weights (8-bit), plus uint8 with 7-bit weights (reduce_range), and QOperator format.
+weights (8-bit), and with 7-bit weights (reduce_range; int8 also with symmetric
+activations), uint8 also in QOperator format.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tvm_cosa.relax import frontend  # noqa: E402
 from tvm_cosa.target.gemmini import flow  # noqa: E402
 
 def quantize_static_resnet18(activations, per_channel, reduce_range=False, fmt="QDQ",
-                             image_size=224):
+                             symmetric=False, image_size=224):
     """tvm_cosa.models.resnet18 through onnxruntime's quantize_static (4 seeded calibration
     inputs)."""
     import tempfile
@@ -69,7 +70,8 @@ def quantize_static_resnet18(activations, per_channel, reduce_range=False, fmt="
                           quant_format=getattr(q.QuantFormat, fmt),
                           activation_type=getattr(q.QuantType, activations),
                           weight_type=q.QuantType.QInt8, per_channel=per_channel,
-                          reduce_range=reduce_range)
+                          reduce_range=reduce_range,
+                          extra_options={"ActivationSymmetric": symmetric})
         return onnx.load(f"{tmp}/q.onnx")
 
 
@@ -80,6 +82,9 @@ QDQ_VARIANTS = {
     "qdq_s8_per_channel": dict(activations="QInt8", per_channel=True),
     "qdq_u8_per_channel_7bit": dict(activations="QUInt8", per_channel=True, reduce_range=True),
     "qdq_u8_per_tensor_7bit": dict(activations="QUInt8", per_channel=False, reduce_range=True),
+    "qdq_s8_per_channel_7bit": dict(activations="QInt8", per_channel=True, reduce_range=True),
+    "qdq_s8_symmetric_per_channel_7bit": dict(activations="QInt8", per_channel=True,
+                                              reduce_range=True, symmetric=True),
     "qoperator_u8_per_channel_7bit": dict(activations="QUInt8", per_channel=True,
                                           reduce_range=True, fmt="QOperator"),
 }

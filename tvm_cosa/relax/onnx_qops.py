@@ -24,7 +24,7 @@ itself gives the same result on the rewritten model:
 
 Conditions are onnxruntime's own (per-tensor activation scales and zero points, constant, the
 output of the inputs' type; weights of Gemm per tensor or per output channel). A group that does
-not fit is left as it is and `RewriteResult.inexact` says why its result may differ.
+not fit is left as it is; `exactness_notes` says why a model may still differ.
 
 Where onnxruntime's choice depends on the machine: MLAS picks its QLinearAdd kernel by CPU; the
 table follows the AVX2/FMA kernel on CPUs that have it and the SSE2 kernel otherwise
@@ -49,7 +49,6 @@ _MS = "com.microsoft"
 class RewriteResult:
     model: object  # onnx.ModelProto
     rewritten: list = field(default_factory=list)  # [(node name, "QLinearAdd table"), ...]
-    inexact: list = field(default_factory=list)  # [(node name, reason)]
 
 
 # ---- onnxruntime's arithmetic in numpy -----------------------------------------------------------
@@ -161,17 +160,13 @@ class _Builder:
         return out
 
 
-def _onnx_type(dtype) -> int:
-    return {np.dtype(np.uint8): 2, np.dtype(np.int8): 3}[np.dtype(dtype)]
-
-
 # Two small operators of our own (domain ai.tvm_cosa) carry the rewrite: TVM imports them with
 # the converters below (TVM's own Gather and float-to-int Cast converters add index and NaN
 # handling the C target cannot build); the model also defines them as ONNX functions of
 # standard operators, so onnxruntime runs the rewritten model too (the tests compare).
 DOMAIN = "ai.tvm_cosa"
 LOOKUP = "LookupTable"  # (table [T], index int32) -> table[index]
-REQUANTIZE = {2: "RequantizeToUInt8", 3: "RequantizeToInt8"}  # (int32 acc, float32 m, zp) -> 8-bit
+REQUANTIZE = {2: "RequantizeToUInt8", 3: "RequantizeToInt8"}  # (acc, float32 m, zp) -> 8-bit
 
 
 def _table_lookup(build, nodes, index_terms, table, stem, output):
@@ -299,7 +294,6 @@ class _Rewriter:
                          default=0)
         self.removed, self.replaced = set(), {}  # id(node) -> [new nodes]
         self.reads: dict[str, int] = {}
-        self._bn_channels = None
         self.result = RewriteResult(model)
 
     def consume(self, group_nodes, dequantizers):
@@ -344,12 +338,15 @@ class _Rewriter:
         x = self.graph.dequantized(node.input[0]) if node.input else None
         if x is None or not _per_tensor_8bit(x):
             return None
-        chain, current = [], node
+        chain, constant_dqs, channel_counts, current = [], [], set(), node
         while True:
-            step = self._elementwise_step(current)
-            if step is None:
+            found = self._elementwise_step(current)
+            if found is None:
                 return None
+            step, channels, dqs = found
             chain.append((current, step))
+            constant_dqs += dqs
+            channel_counts |= {channels} - {None}
             nxt = self.graph.only_consumer(current.output[0])
             if nxt is None:
                 return None
@@ -359,9 +356,9 @@ class _Rewriter:
         y = self.graph._quant(nxt, nxt.output[0], self.graph.types.get(nxt.output[0]))
         if not _per_tensor_8bit(y):
             return None
-        channels = self._channels(chain)
-        if channels is None:
+        if len(channel_counts) > 1:
             return None
+        channels = channel_counts.pop() if channel_counts else 1
         info = np.iinfo(INT8_TYPES[x.elem_type])
         values = np.arange(info.min, info.max + 1, dtype=np.int64)
         grid = np.broadcast_to(values, (channels, values.size))  # [C, 256]: channel axis first
@@ -377,56 +374,53 @@ class _Rewriter:
         index.append(build.const(offsets.reshape((1, channels) + (1,) * (rank - 2))
                                  if channels > 1 else np.int32(-info.min), f"{stem}_offset"))
         _table_lookup(build, nodes, index, table, stem, y.int_name)
-        self.consume([n for n, _ in chain] + [nxt], [x])
+        self.consume([n for n, _ in chain] + [nxt], [x] + constant_dqs)
         return nodes, "elementwise table"
 
     def _elementwise_step(self, node):
-        """A numpy function [C, values] -> [C, values] computing `node` as onnxruntime does, or
-        None when `node` is not one we can tabulate (then the group stays)."""
+        """(numpy function [C, values] -> [C, values] computing `node` as onnxruntime does, its
+        channel count or None, the DequantizeLinear nodes of its constants), or None when `node`
+        is not one we can tabulate (then the group stays)."""
         if node.domain not in ("", "ai.onnx"):
             return None
-        consts = [self._constant(n) for n in node.input[1:]]
+        found = [self._constant(n) if n else (None, None) for n in node.input[1:]]
+        consts = [value for value, _ in found]
+        dqs = [dq for _, dq in found if dq is not None]
         if any(c is None for c, n in zip(consts, node.input[1:]) if n):
             return None
         if node.op_type == "Relu":
-            return lambda v: np.maximum(v, np.float32(0))
+            return (lambda v: np.maximum(v, np.float32(0))), None, dqs
         if node.op_type == "Clip":
             attrs = {a.name: a for a in node.attribute}
             lo = consts[0] if len(consts) > 0 and consts[0] is not None else (
                 np.float32(attrs["min"].f) if "min" in attrs else np.float32(-np.inf))
             hi = consts[1] if len(consts) > 1 and consts[1] is not None else (
                 np.float32(attrs["max"].f) if "max" in attrs else np.float32(np.inf))
-            return lambda v: np.minimum(np.maximum(v, np.float32(lo)), np.float32(hi))
+            return (lambda v: np.minimum(np.maximum(v, np.float32(lo)), np.float32(hi))), None, dqs
         if node.op_type == "BatchNormalization" and len(consts) == 4:
             attrs = {a.name: a for a in node.attribute}
             if attrs.get("training_mode") is not None and attrs["training_mode"].i:
                 return None
             epsilon = attrs["epsilon"].f if "epsilon" in attrs else 1e-5
             scale, bias, mean, var = consts
-            self._bn_channels = scale.size
-            return lambda v: batch_norm(v, scale, bias, mean, var, epsilon)
+            return (lambda v: batch_norm(v, scale, bias, mean, var, epsilon)), scale.size, dqs
         return None
 
-    def _channels(self, chain):
-        sizes = {self._bn_channels for n, _ in chain if n.op_type == "BatchNormalization"}
-        return sizes.pop() if len(sizes) == 1 else (1 if not sizes else None)
-
     def _constant(self, name):
-        """A constant float input: an initializer, or a DequantizeLinear of one (the quantizer
-        quantizes BatchNormalization's scale and bias), dequantized as onnxruntime does."""
-        if not name:
-            return None
+        """(value, its DequantizeLinear or None) of a constant float input: an initializer, or a
+        DequantizeLinear of one (the quantizer quantizes BatchNormalization's scale and bias),
+        dequantized as onnxruntime does; (None, None) when it is not constant."""
         if name in self.graph.constants:
-            return self.graph.constants[name].astype(np.float32)
+            return self.graph.constants[name].astype(np.float32), None
         dq = self.graph.dequantized(name)
         if dq is None or dq.int_name not in self.graph.constants:
-            return None
+            return None, None
         value = self.graph.constants[dq.int_name]
         shape = None
         if dq.scale.size > 1:
             shape = [1] * value.ndim
             shape[dq.axis % value.ndim] = -1
-        return dequantize(value, dq, shape)
+        return dequantize(value, dq, shape), dq
 
     # -- DQ -> GlobalAveragePool -> Q --------------------------------------------------------------
     def global_average_pool(self, node):
@@ -528,8 +522,11 @@ class _Rewriter:
         scalar float constant as a literal of 7 digits, which is not the float32 scale."""
         if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
             return None
-        x = self.graph.dequantized(node.output[0]) if node.output[0] not in self.graph.outputs \
-            else self.graph._quant(node, node.input[0], self.graph.types.get(node.input[0]))
+        elem_type = self.graph.types.get(node.input[0])
+        zp = self.graph.constants.get(node.input[2]) if len(node.input) > 2 else None
+        if elem_type is None and zp is not None:  # after a contrib operator: no inferred type
+            elem_type = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3}.get(zp.dtype)
+        x = self.graph._quant(node, node.input[0], elem_type)
         if x is None or not _per_tensor_8bit(x):
             return None
         build, nodes, stem = self.build, [], node.name or node.output[0]
@@ -539,6 +536,20 @@ class _Rewriter:
         as_float = build.node(nodes, "Cast", [shifted], f"{stem}_float", to=1)
         build.node(nodes, "Mul", [as_float, build.const(
             x.scale.astype(np.float32).reshape(1), f"{stem}_scale")], stem, output=node.output[0])
+        return nodes
+
+    def quantize(self, node):
+        """A QuantizeLinear left (of a model input or of a float operator): x / scale with the
+        scale a 1-element tensor (not a C literal), then MLAS's clamp, round and zero point."""
+        if node.op_type != "QuantizeLinear" or node.domain not in ("", "ai.onnx"):
+            return None
+        y = self.graph._quant(node, node.output[0], self.graph.types.get(node.output[0]))
+        if y is None or not _per_tensor_8bit(y) or self.graph.types.get(node.input[0]) != 1:
+            return None
+        build, nodes, stem = self.build, [], node.name or node.output[0]
+        scaled = build.node(nodes, "Div", [node.input[0], build.const(
+            y.scale.astype(np.float32).reshape(1), f"{stem}_scale")], f"{stem}_scaled")
+        _requantize(build, nodes, scaled, np.ones(1, np.float32), y, stem, node.output[0])
         return nodes
 
     # -- QOperator nodes (com.microsoft) -----------------------------------------------------------
@@ -640,7 +651,7 @@ def rewrite_quantized_ops(model, add_kernel: str | None = None) -> RewriteResult
             rewriter.result.rewritten.append((node.name or node.output[0], what))
     for node in list(out.graph.node):
         if id(node) not in rewriter.removed and id(node) not in rewriter.replaced:
-            found = rewriter.dequantize(node)
+            found = rewriter.dequantize(node) or rewriter.quantize(node)
             if found is not None:
                 rewriter.replaced[id(node)] = found
     if not rewriter.replaced:
@@ -659,7 +670,7 @@ def rewrite_quantized_ops(model, add_kernel: str | None = None) -> RewriteResult
     out.graph.initializer.extend(rewriter.build.initializers)
     _drop_unused(out.graph)
     _add_functions(out)
-    return RewriteResult(out, rewriter.result.rewritten, rewriter.result.inexact)
+    return RewriteResult(out, rewriter.result.rewritten)
 
 
 def _graph_names(model):
@@ -686,7 +697,7 @@ def _topological(nodes, available):
     return ordered
 
 
-# ---- where the result can still differ ------------------------------------------------------------
+# ---- where the result can still differ ---------------------------------------------------------
 # pairs of uint8 x int8 products onnxruntime's AVX2 kernel adds in int16 (VPMADDUBSW, saturating)
 _INT16_MAX = 32767
 _DATA_MOVEMENT = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",

@@ -205,3 +205,30 @@ def test_check_config_raises_input_error_naming_the_header(tmp_path):
     with pytest.raises(InputError, match=r"gemmini_params.h is not the configuration gemmini: "
                                          r"DIM 8 in the header, 16 in the configuration"):
         toolchain.check_config(GemminiConfig())
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(layout=st.sampled_from(["NHWC", "NCHW"]), klayout=st.sampled_from(["HWIO", "OIHW"]),
+       groups=st.sampled_from([1, 2, 4]), stride=st.integers(1, 2), dilation=st.integers(1, 2),
+       pad=st.tuples(*[st.integers(0, 2)] * 4), kernel=st.sampled_from([1, 3]))
+def test_the_onnxruntime_reference_of_a_conv_equals_numpy(layout, klayout, groups, stride,
+                                                         dilation, pad, kernel):
+    rng = np.random.default_rng(0)
+    cin, cout, hw = 4 * groups, 2 * groups, 7
+    x = rng.integers(-128, 128, (1, hw, hw, cin) if layout == "NHWC" else (1, cin, hw, hw),
+                     dtype=np.int8)
+    hwio = (kernel, kernel, cin // groups, cout)
+    w = rng.integers(-128, 128, hwio, dtype=np.int8)
+    w = w if klayout == "HWIO" else w.transpose(3, 2, 0, 1)
+    attrs = {"layout": layout, "kernel_layout": klayout, "strides": (stride, stride),
+             "padding": pad, "dilation": (dilation, dilation), "groups": groups}
+    op = spike.Operator("conv", None, 0, {"kind": "conv2d", "attrs": attrs})
+    got = spike.reference(op, [x, w], np.int32)
+    want = spike.numpy_reference(op, [x, w], np.int32)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    # and a batched matmul
+    a = rng.integers(-128, 128, (3, 5, 6), dtype=np.int8)
+    b = rng.integers(-128, 128, (3, 6, 4), dtype=np.int8)
+    mm = spike.Operator("mm", None, 0, {"kind": "matmul"})
+    assert np.array_equal(spike.reference(mm, [a, b], np.int32),
+                          np.matmul(a.astype(np.int64), b.astype(np.int64)))

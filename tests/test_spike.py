@@ -67,7 +67,7 @@ def run_module(mod, seed=0, mutate=None):
 
 
 @needs_spike
-@settings(max_examples=4, deadline=None, derandomize=True,
+@settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_conv2d_and_matmul_layers_are_bit_exact_on_spike(data):
@@ -132,51 +132,49 @@ def test_verify_runs_every_gemmini_layer_of_a_small_int8_resnet18_on_spike(tmp_p
     assert table.count(" exact") == 12 and "MISMATCH" not in table
 
 
-def quantized_resnet18(folder):
-    """tvm_cosa's float ResNet-18 (small) through onnxruntime's quant_pre_process (BatchNorm
-    folded) and quantize_static (QDQ, int8 weights per channel, uint8 activations), calibrated on
-    seeded random images."""
+def quantize_with_onnxruntime(model, folder):
+    """A float ONNX model through onnxruntime's quant_pre_process (BatchNorm folded) and
+    quantize_static (QDQ, int8 weights per channel, uint8 activations), calibrated on seeded
+    random inputs. Returns the path of the int8 model."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from tvm_cosa.models import resnet18
-
-    model = resnet18(image_size=32, width=16)
     onnx.save(model, folder / "float.onnx")
     quant_pre_process(str(folder / "float.onnx"), str(folder / "pre.onnx"))
-    name = model.graph.input[0].name
+    (graph_input,) = model.graph.input
+    name = graph_input.name
+    shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
     rng = np.random.default_rng(0)
 
-    class Images(CalibrationDataReader):
+    class Calibration(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{name: rng.standard_normal((1, 3, 32, 32)).astype(np.float32)}
+            self.batches = iter([{name: rng.standard_normal(shape).astype(np.float32)}
                                  for _ in range(4)])
 
         def get_next(self):
             return next(self.batches, None)
 
     path = folder / "int8.onnx"
-    quantize_static(str(folder / "pre.onnx"), str(path), Images(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    quantize_static(str(folder / "pre.onnx"), str(path), Calibration(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return path
 
 
 @needs_spike
 def test_an_onnxruntime_quantized_float_graph_runs_on_spike_bit_exactly(tmp_path):
-    from tvm_cosa.models import input_feed
+    from tvm_cosa.models import input_feed, tiny_cnn
     from tvm_cosa.relax.frontend import import_onnx
 
-    model = onnx.load(quantized_resnet18(tmp_path))
+    model = onnx.load(quantize_with_onnxruntime(tiny_cnn(), tmp_path))
     compiled = flow.compile_module(import_onnx(model), "gemmini", **OPTIONS)
     on_array = [r for r in compiled.report.records if r.lowering == "gemmini"]
-    # the 20 convolutions (a QDQ Gemm stays a float operator: see README, Supported operators)
-    assert [r.op for r in on_array] == ["conv2d"] * 20
+    assert len(on_array) >= 3 and all(r.op == "conv2d" for r in on_array)
     runner = flow.load(compiled.mod, compiled.config)
     operators = spike.capture(runner, compiled.mod, input_feed(model))
     results = spike.run_on_spike(operators, compiled.config, jobs=2)
-    assert sum(len(r.operator.calls) for r in results) == 20
+    assert sum(len(r.operator.calls) for r in results) == len(on_array)
     assert all(r.ok for r in results), spike.results_table(results)
 
 
@@ -207,3 +205,30 @@ def test_check_config_raises_input_error_naming_the_header(tmp_path):
     with pytest.raises(InputError, match=r"gemmini_params.h is not the configuration gemmini: "
                                          r"DIM 8 in the header, 16 in the configuration"):
         toolchain.check_config(GemminiConfig())
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(layout=st.sampled_from(["NHWC", "NCHW"]), klayout=st.sampled_from(["HWIO", "OIHW"]),
+       groups=st.sampled_from([1, 2, 4]), stride=st.integers(1, 2), dilation=st.integers(1, 2),
+       pad=st.tuples(*[st.integers(0, 2)] * 4), kernel=st.sampled_from([1, 3]))
+def test_the_onnxruntime_reference_of_a_conv_equals_numpy(layout, klayout, groups, stride,
+                                                         dilation, pad, kernel):
+    rng = np.random.default_rng(0)
+    cin, cout, hw = 4 * groups, 2 * groups, 7
+    x = rng.integers(-128, 128, (1, hw, hw, cin) if layout == "NHWC" else (1, cin, hw, hw),
+                     dtype=np.int8)
+    hwio = (kernel, kernel, cin // groups, cout)
+    w = rng.integers(-128, 128, hwio, dtype=np.int8)
+    w = w if klayout == "HWIO" else w.transpose(3, 2, 0, 1)
+    attrs = {"layout": layout, "kernel_layout": klayout, "strides": (stride, stride),
+             "padding": pad, "dilation": (dilation, dilation), "groups": groups}
+    op = spike.Operator("conv", None, 0, {"kind": "conv2d", "attrs": attrs})
+    got = spike.reference(op, [x, w], np.int32)
+    want = spike.numpy_reference(op, [x, w], np.int32)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    # and a batched matmul
+    a = rng.integers(-128, 128, (3, 5, 6), dtype=np.int8)
+    b = rng.integers(-128, 128, (3, 6, 4), dtype=np.int8)
+    mm = spike.Operator("mm", None, 0, {"kind": "matmul"})
+    assert np.array_equal(spike.reference(mm, [a, b], np.int32),
+                          np.matmul(a.astype(np.int64), b.astype(np.int64)))

@@ -1,6 +1,6 @@
 """Run the C that TVM generates for each Gemmini-lowered operator on Gemmini's own simulator
-(Spike with libgemmini), against the real gemmini.h, and compare with the functional model and a
-numpy reference of the operator.
+(Spike with libgemmini), against the real gemmini.h, and compare with the functional model and
+onnxruntime running the operator alone on the same inputs.
 
     compiled = flow.compile_module(import_onnx(model), "gemmini")
     runner = flow.load(compiled.mod, compiled.config)
@@ -16,7 +16,9 @@ included first, plus a generated harness (`main`) that holds every call's inputs
 functional model's outputs as static data (`.incbin`), calls the operator once per call, and
 prints per call the number of output elements that differ and a checksum of the output. Every
 RoCC instruction is counted on the way (the harness wraps `ROCC_INSTRUCTION_0_R_R`), with the
-bytes its mvin / mvout moves. The numpy reference's checksum is compared in Python.
+bytes its mvin / mvout moves. The reference is onnxruntime running the operator alone
+(ConvInteger / MatMulInteger) on the captured inputs (numpy for float operands); its checksum is
+compared in Python.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class Result:
     operator: Operator
     ok: bool
     spike_vs_functional: list  # mismatching elements per call
-    spike_vs_reference: list  # bool per call: the checksum of Spike's output equals numpy's
+    spike_vs_reference: list  # bool per call: the checksum of Spike's output equals the reference's
     functional_vs_reference: list  # mismatching elements per call
     commands: dict  # RoCC instructions by name (all calls)
     bytes_moved: dict  # {"in": ..., "out": ...} by mvin / mvout (all calls)
@@ -127,8 +129,53 @@ def capture(runner, mod, feed: dict, max_calls: Optional[int] = None) -> list[Op
     return [op for op in ops.values() if op.calls]
 
 
-# ---- the numpy reference of one call ----------------------------------------------------------
+# ---- the reference of one call ---------------------------------------------------------------
 def reference(op: Operator, inputs: list, out_dtype) -> np.ndarray:
+    """The operator on `inputs` by onnxruntime (ConvInteger / MatMulInteger, for int8 operands)
+    or else numpy (int64 / float64), cast to the output type."""
+    if all(np.asarray(a).dtype == np.int8 for a in inputs):
+        got = onnxruntime_reference(op, inputs)
+        if got is not None:
+            return got.astype(out_dtype)
+    return numpy_reference(op, inputs, out_dtype)
+
+
+def onnxruntime_reference(op: Operator, inputs: list):
+    """The int8 operator as a one-node ONNX graph (ConvInteger in NCHW / OIHW with its strides,
+    pads, dilations and groups; MatMulInteger) run by onnxruntime; None for another operator."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    kind, attrs = op.info.get("kind"), op.info.get("attrs")
+    x, w = (np.asarray(a) for a in inputs)
+    if kind == "conv2d" and attrs:
+        if attrs["layout"] == "NHWC":
+            x = x.transpose(0, 3, 1, 2)
+        w = np.transpose(w, [attrs["kernel_layout"].index(c) for c in "OIHW"])
+        top, left, bottom, right = attrs["padding"]
+        node = helper.make_node("ConvInteger", ["x", "w"], ["y"], strides=list(attrs["strides"]),
+                                pads=[top, left, bottom, right],
+                                dilations=list(attrs["dilation"]), group=attrs["groups"])
+    elif kind == "matmul":
+        node = helper.make_node("MatMulInteger", ["x", "w"], ["y"])
+    else:
+        return None
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    graph = helper.make_graph([node], op.name, [
+        helper.make_tensor_value_info("x", TensorProto.INT8, list(x.shape)),
+        helper.make_tensor_value_info("w", TensorProto.INT8, list(w.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x, "w": w})
+    if kind == "conv2d" and attrs["layout"] == "NHWC":
+        y = y.transpose(0, 2, 3, 1)
+    return y
+
+
+def numpy_reference(op: Operator, inputs: list, out_dtype) -> np.ndarray:
     """The operator on `inputs` in numpy (int64 / float64), cast to the output type."""
     kind, attrs = op.info.get("kind"), op.info.get("attrs")
     if kind == "matmul":
@@ -486,7 +533,7 @@ _LINE = re.compile(r"^CALL (\d+) status (-?\d+) mismatches (\d+) first (-?\d+) c
 def run_operator(op: Operator, toolchain: Toolchain, folder: Path,
                  timeout: Optional[float] = None) -> Result:
     """Build and run one operator's program on Spike; compare with the functional model's and
-    numpy's outputs."""
+    the reference's outputs."""
     started = time.perf_counter()
     out_dtype = op.calls[0].output.dtype
     functional_vs_reference, want_sums = [], []
@@ -533,9 +580,9 @@ def _failure_message(done, vs_functional, vs_reference, functional_vs_reference,
     if any(v != 0 for v in vs_functional):
         parts.append(f"differs from the functional model (elements per call: {vs_functional})")
     if not all(vs_reference):
-        parts.append("checksum differs from numpy's")
+        parts.append("checksum differs from the reference's")
     if any(functional_vs_reference):
-        parts.append(f"functional model differs from numpy ({functional_vs_reference})")
+        parts.append(f"functional model differs from the reference ({functional_vs_reference})")
     return "; ".join(parts)
 
 
@@ -569,7 +616,7 @@ def run_on_spike(operators: list[Operator], config: GemminiConfig, *, toolchain=
 # ---- reporting -------------------------------------------------------------------------------
 def results_table(results: list[Result]) -> str:
     header = ("operator", "shape", "calls", "RoCC/call", "in B/call", "out B/call", "spike=func",
-              "spike=numpy", "func=numpy", "time s", "result")
+              "spike=ort", "func=ort", "time s", "result")
     rows = [header]
     for r in results:
         n = len(r.operator.calls)  # every call issues the same commands
@@ -593,7 +640,7 @@ def summary(results: list[Result], seconds: Optional[float] = None) -> str:
     good = sum(r.ok for r in results)
     calls = sum(len(r.operator.calls) for r in results)
     text = (f"Spike: {good} of {len(results)} Gemmini operators ({calls} calls) bit-exact against "
-            "the functional model and numpy")
+            "the functional model and onnxruntime (ConvInteger / MatMulInteger on the same inputs)")
     return text + (f" in {seconds:.1f} s" if seconds is not None else "")
 
 

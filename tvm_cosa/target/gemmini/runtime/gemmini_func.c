@@ -1,7 +1,8 @@
 /* Functional model of the Gemmini-style ISA in gemmini.h: row-addressed scratchpad and
  * accumulator of the configured sizes, Gemmini's arithmetic (elem_t x elem_t summed into acc_t,
  * overwrite or accumulate), and counters of commands and bytes per operator.
- * Semantics follow Gemmini's Spike model (esp-isa-sim gemmini.cc); differences are errors, not
+ * Semantics follow libgemmini (gemmini.cc, Gemmini's model inside Spike), checked command for
+ * command by tests/test_functional_vs_libgemmini.py; what is not modelled is an error, not
  * silent: every address is range-checked, and an unsupported setting stops the model. */
 #include "gemmini.h"
 

@@ -496,15 +496,15 @@ class _Emitter:
             inner = self.compute()
         return self.seq(pre + [inner] + post)
 
-    def program(self, op_id, op) -> list:
+    def configs(self) -> list:
+        """config_ex, the three mvin strides and the mvout stride: DRAM rows along each tile's
+        streaming axis."""
         plan = self.plan
         views = self.views
         out_axis = plan.tiles[OUTPUTS].streaming_axis
         in_axis = plan.tiles[INPUTS].streaming_axis
         w_axis = plan.tiles[WEIGHTS].streaming_axis
-        setup = [
-            self.call("gemmini_begin_op", op_id),
-            self.call("gemmini_flush", 0),
+        return [
             self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
                       plan.a_stride(), 0, 0),
             self.config_ld(views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
@@ -513,6 +513,10 @@ class _Emitter:
             self.call("gemmini_config_st",
                       views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
         ]
+
+    def program(self, op_id, op) -> list:
+        setup = [self.call("gemmini_begin_op", op_id), self.call("gemmini_flush", 0),
+                 *self.configs()]
         tail = [self.call("gemmini_fence"), self.call("gemmini_end_op")]
         from tvm.ir import StringImm
 

@@ -196,3 +196,30 @@ def test_what_loop_ws_does_not_cover_keeps_every_command(tmp_path):
     out, counters = run(looped, CFG, [a, b], tmp_path)
     np.testing.assert_array_equal(out, a.astype(np.int32) @ b.astype(np.int32))
     assert counters["loop_ws"] == 0
+
+
+def test_double_buffered_schedules_let_loop_ws_run_the_tiles(tmp_path):
+    """GemminiConfig(double_buffer=True): CoSA's tiles fit half the memories, the hardware
+    (functional model, gemmini_params.h) keeps all of them, and loop_ws runs the tiles that the
+    full-memory schedule makes too big for it."""
+    from tvm_cosa import schedule
+    from tvm_cosa.target.gemmini.config import config_for
+
+    db = GemminiConfig(double_buffer=True)
+    arch = db.architecture()
+    assert arch.name == "gemmini-db" and config_for(arch) == db
+    rows = {lv.name: lv.row_capacity for lv in arch.levels}
+    assert (rows["Scratchpad"], rows["Accumulator"]) == (CFG.spad_rows // 2, CFG.acc_rows // 2)
+    assert db.params_header() == CFG.params_header().replace(CFG.name, db.name)
+    mod = matmul_module((256, 512), (512, 256))
+    op = the_op(mod)
+    notes = {}
+    for cfg in (CFG, db):
+        _, looped, notes[cfg.name] = lowered_both_ways(
+            mod, schedule(op.problem, cfg.architecture()), cfg.architecture(), op)
+    assert "half the scratchpad" in notes["gemmini"] and notes["gemmini-db"] == "loop_ws"
+    a, b = random_operands(np.random.default_rng(1), [(256, 512), (512, 256)], "int8")
+    out, counters = run(looped, db, [a, b], tmp_path)
+    np.testing.assert_array_equal(out, a.astype(np.int32) @ b.astype(np.int32))
+    # the CPU issues the configuration (flush, config_ex, 3 config_ld, config_st) and the loops
+    assert counters["loop_ws"] >= 1 and issued(counters) == 6 + 6 * counters["loop_ws"]

@@ -18,6 +18,12 @@ program for a weight-stationary Gemmini array, built from the mapping's plan (pl
   and accumulate after;
 - `fence`, then the functional model's status is asserted (an address or capacity error raises).
 
+Two variants replace parts of this program (`_emitter` picks one): where a CoSA tile is a
+matrix product that fits half the memories, one `gemmini_loop_ws` per tile instead of the
+commands inside it (loops.py); for an output-stationary configuration, chains of computes with
+the outputs held in the PEs (output_stationary.py). Depthwise convolutions are grouped ones with
+one channel per group (a group loop and DRAM strides), as gemmini.h's tiled_conv_dw runs them.
+
 Scratchpad and accumulator row addresses come from the tiles of the mapping (plan.TileLayout).
 A layer or mapping this cannot run raises `UnsupportedMapping` (a NotImplementedError): the pass
 then applies its generic lowering, and the layer runs on the CPU.

@@ -7,6 +7,11 @@ the innermost loop above the tile's level that indexes the tensor, so a tile sta
 the loops that do not index it), and how each tile is laid out in rows of the row-addressed
 scratchpad and accumulator. It also checks the plan against the real capacities in rows.
 
+Output-stationary mappings (GemminiConfig(dataflow="OS")) give the same plan with other roles:
+pixels on X, the register loops are the reduction chain run with the outputs held in the PEs
+(Plan.reg_loops, its reduction loop stepping over `red_chunk`-wide computes), and other pixel
+dimensions on X are row groups around the chain.
+
 Layout of a tile: its columns are the array's dimension for that tensor (inputs: the reduction,
 weights and outputs: the output channel), cut into chunks as wide as the spatial factor; each
 chunk holds one row per point of the tensor's other axes, the streaming axis innermost (the axis

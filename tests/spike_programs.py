@@ -80,3 +80,26 @@ def _printed(stdout: str) -> str:
     lines = stdout.splitlines()
     assert "BEGIN" in lines and "END" in lines, stdout[-2000:]
     return "\n".join(lines[lines.index("BEGIN") + 1:lines.index("END")])
+
+
+def lowered_layer_on_spike(mod, config, seed=0):
+    """Compile a one-layer int8 module for `config` (CoSA's schedule), run it on the functional
+    model with seeded inputs, then its Gemmini operator on Spike (target/gemmini/spike.py):
+    (the Spike result, the lowering's note on loop_ws)."""
+    import numpy as np
+
+    from tvm_cosa.target.gemmini import flow, spike
+    from tvm_cosa.target.gemmini.lowering import OP_REGISTRY
+
+    compiled = flow.compile_module(mod, config, cache=False, jobs=1, check="builtin")
+    assert [r.lowering for r in compiled.report.records] == ["gemmini"], \
+        flow.placement(compiled.report)
+    runner = flow.load(compiled.mod, compiled.config)
+    rng = np.random.default_rng(seed)
+    feed = {p.name: rng.integers(-128, 128, [int(d) for d in p.ty.shape], dtype=np.int8)
+            for p in compiled.mod["main"].params}
+    operators = spike.capture(runner, compiled.mod, feed)
+    (result,) = spike.run_on_spike(operators, compiled.config, jobs=1)
+    (func,) = [f for f in compiled.mod.functions.values()
+               if "gemmini.op_id" in (getattr(f, "attrs", None) or {})]
+    return result, OP_REGISTRY[int(func.attrs["gemmini.op_id"])]["loop_ws"]

@@ -9,7 +9,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, assume, event, given, settings, strategies as st
 
 from gemmini_util import (conv_module, conv_ref, lower_module, matmul_module,
                           random_gemmini_mapping, random_operands, run, the_op)
@@ -223,3 +223,22 @@ def test_double_buffered_schedules_let_loop_ws_run_the_tiles(tmp_path):
     np.testing.assert_array_equal(out, a.astype(np.int32) @ b.astype(np.int32))
     # the CPU issues the configuration (flush, config_ex, 3 config_ld, config_st) and the loops
     assert counters["loop_ws"] >= 1 and issued(counters) == 6 + 6 * counters["loop_ws"]
+
+
+@needs_spike
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(case=layer_cases)
+def test_loop_ws_layers_are_bit_exact_on_spike(case):
+    """CoSA's double-buffered schedules of random matmuls / 1x1 convolutions, loop_ws where the
+    tile allows it, on libgemmini."""
+    from spike_programs import lowered_layer_on_spike
+
+    mod, _, _ = _layer(case, "int8")
+    result, note = lowered_layer_on_spike(mod, GemminiConfig(double_buffer=True), case["seed"])
+    event(f"lowering: {note[:40]}")
+    assert result.ok, result.message
+    assert result.spike_vs_functional == [0] and result.spike_vs_reference == [True]
+    if note == "loop_ws":
+        assert result.commands.get("loop_ws", 0) >= 1
+        assert "compute_preloaded" not in result.commands  # every compute inside the loops

@@ -192,3 +192,16 @@ def test_cosa_os_schedules_run_exactly(tmp_path):
         out, counters = run(lower_module(mod, mapping, arch, op), CFG, inputs, tmp_path)
         np.testing.assert_array_equal(out, ref(*[x.astype(np.int64) for x in inputs]))
         assert counters["macs"] == op.problem.macs
+
+
+@needs_spike
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases)
+def test_os_lowered_layers_are_bit_exact_on_spike(case):
+    from spike_programs import lowered_layer_on_spike
+
+    mod, _, _ = _layer(case, "int8")
+    result, _ = lowered_layer_on_spike(mod, CFG, case["seed"])
+    assert result.ok, result.message
+    assert result.spike_vs_functional == [0] and result.spike_vs_reference == [True]

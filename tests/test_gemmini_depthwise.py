@@ -93,7 +93,7 @@ def test_small_int8_mobilenet_v2_runs_every_layer_on_the_array_bit_exact_on_spik
     from tvm_cosa.models import mobilenet_v2_int8
 
     path = tmp_path / "mbv2.onnx"
-    onnx.save(mobilenet_v2_int8(image_size=32, width_mult=0.5, blocks=3), path)
+    onnx.save(mobilenet_v2_int8(image_size=16, width_mult=0.25, blocks=3), path)
     done = subprocess.run([sys.executable, "-m", "tvm_cosa.cli", "verify", str(path), "--arch",
                            "gemmini", "--no-cache", "--simulator", "spike"],
                           capture_output=True, text=True)

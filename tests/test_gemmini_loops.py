@@ -63,7 +63,7 @@ def loop_ws_program(rng, I, J, K, pads, calls):
 
 
 @needs_spike
-@settings(max_examples=8, **SETTINGS)
+@settings(max_examples=6, **SETTINGS)
 @given(I=st.integers(1, 3), J=st.integers(1, 3), K=st.integers(1, 3),
        pads=st.tuples(*[st.integers(0, DIM - 1)] * 3), seed=st.integers(0, 10**6),
        scenario=st.sampled_from(["one", "bias", "k split", "reuse", "garbage acc"]))
@@ -145,7 +145,7 @@ def _layer(case, dtype):
             lambda a, b: np.matmul(a.astype(np.float64), b.astype(np.float64)))
 
 
-@settings(max_examples=10, **SETTINGS)
+@settings(max_examples=8, **SETTINGS)
 @given(case=layer_cases, dtype=st.sampled_from(["int8", "int8", "float32"]))
 def test_loop_ws_lowering_matches_numpy_with_fewer_commands(tmp_path, case, dtype):
     cfg = GemminiConfig(dtype=dtype)

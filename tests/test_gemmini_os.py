@@ -74,7 +74,7 @@ def os_program(seed):
 
 
 @needs_spike
-@settings(max_examples=6, **SETTINGS)
+@settings(max_examples=5, **SETTINGS)
 @given(seed=st.integers(0, 10**6))
 def test_os_commands_match_libgemmini(tmp_path, seed):
     source = os_program(seed)

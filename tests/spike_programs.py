@@ -7,25 +7,21 @@ TVM_COSA_MODEL is defined in the native build. What it prints between the lines
 BEGIN and END is returned (Spike adds its own banner).
 """
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
+def _spike_dir():
+    """The gemmini-spike folder (bin/spike, bin/gemmini-cc, sdk/) of the SDK that
+    target/gemmini/sdk.py finds (--gemmini-sdk / $GEMMINI_ROCC_TESTS / ../shared), or None."""
+    from tvm_cosa.target.gemmini import sdk
 
-def _spike_dir() -> Path:
-    """$GEMMINI_SPIKE, else shared/gemmini-spike beside the repository (CI) or beside one of
-    its parent folders (a worktree)."""
-    if os.environ.get("GEMMINI_SPIKE"):
-        return Path(os.environ["GEMMINI_SPIKE"])
-    for folder in REPO.parents:
-        if (folder / "shared" / "gemmini-spike").is_dir():
-            return folder / "shared" / "gemmini-spike"
-    return REPO.parent / "shared" / "gemmini-spike"
+    if sdk.available() is not None:
+        return None
+    folder = sdk.find_sdk().parent
+    return folder if (folder / "bin" / "gemmini-cc").exists() else None
 
 
 SPIKE_DIR = _spike_dir()
@@ -39,16 +35,13 @@ PRELUDE = """\
 #else
 #include "include/gemmini.h"
 #endif
-#define GEMMINI_CONFIG_LD(stride, id) gemmini_extended3_config_ld(stride, MVIN_SCALE_IDENTITY, 0, id)
+#define GEMMINI_CONFIG_LD(stride, id) \\
+  gemmini_extended3_config_ld(stride, MVIN_SCALE_IDENTITY, 0, id)
 """
 
 
-def spike_available() -> bool:
-    return (SPIKE_DIR / "bin" / "spike").exists() and shutil.which("riscv64-unknown-elf-gcc")
-
-
-needs_spike = pytest.mark.skipif(not spike_available(),
-                                 reason="needs ../shared/gemmini-spike and riscv64-unknown-elf-gcc")
+needs_spike = pytest.mark.skipif(SPIKE_DIR is None, reason="needs gemmini-spike (Spike, SDK, "
+                                 "gemmini-cc) and riscv64-unknown-elf-gcc")
 
 
 def run_on_spike(source: str, folder: Path) -> str:
@@ -87,3 +80,26 @@ def _printed(stdout: str) -> str:
     lines = stdout.splitlines()
     assert "BEGIN" in lines and "END" in lines, stdout[-2000:]
     return "\n".join(lines[lines.index("BEGIN") + 1:lines.index("END")])
+
+
+def lowered_layer_on_spike(mod, config, seed=0):
+    """Compile a one-layer int8 module for `config` (CoSA's schedule), run it on the functional
+    model with seeded inputs, then its Gemmini operator on Spike (target/gemmini/spike.py):
+    (the Spike result, the lowering's note on loop_ws)."""
+    import numpy as np
+
+    from tvm_cosa.target.gemmini import flow, spike
+    from tvm_cosa.target.gemmini.lowering import OP_REGISTRY
+
+    compiled = flow.compile_module(mod, config, cache=False, jobs=1, check="builtin")
+    assert [r.lowering for r in compiled.report.records] == ["gemmini"], \
+        flow.placement(compiled.report)
+    runner = flow.load(compiled.mod, compiled.config)
+    rng = np.random.default_rng(seed)
+    feed = {p.name: rng.integers(-128, 128, [int(d) for d in p.ty.shape], dtype=np.int8)
+            for p in compiled.mod["main"].params}
+    operators = spike.capture(runner, compiled.mod, feed)
+    (result,) = spike.run_on_spike(operators, compiled.config, jobs=1)
+    (func,) = [f for f in compiled.mod.functions.values()
+               if "gemmini.op_id" in (getattr(f, "attrs", None) or {})]
+    return result, OP_REGISTRY[int(func.attrs["gemmini.op_id"])]["loop_ws"]

@@ -21,6 +21,7 @@ DTYPES = {
     "float32": ("float", "float", 4, 4),
 }
 ACC_DTYPE = {"int8": "int32", "float32": "float32"}
+DOUBLE_BUFFER_TAG = "db"  # in the name of a double_buffer configuration and its architecture
 LEVEL_NAMES = ("Registers", "Accumulator", "Scratchpad", "DRAM")
 
 
@@ -32,6 +33,10 @@ class GemminiConfig:
     `scratchpad_kib` KiB of inputs/weights, the accumulator `accumulator_kib` KiB of 32-bit sums.
     `dram_bandwidth`: bytes per cycle between DRAM and the chip (CoSA's calibrated 5.75).
     `dtype`: the input/weight type, int8 (int32 accumulation) or float32.
+    `double_buffer`: CoSA schedules for half the scratchpad and half the accumulator, the working
+    set Gemmini's CISC loop instructions allow (they double-buffer), so that the lowering can
+    issue one `loop_ws` per tile of more layers; the hardware (and `gemmini_params.h`) keeps its
+    full memories. Named "-db".
     """
 
     dim: int = 16
@@ -43,8 +48,12 @@ class GemminiConfig:
     scratchpad_banks: int = 4
     accumulator_banks: int = 2
     dram_block_bytes: int = 64
+    double_buffer: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.double_buffer, bool):
+            raise InputError(f"must be true or false, got {self.double_buffer!r}",
+                             source="GemminiConfig", field="double_buffer")
         for name in ("dim", "scratchpad_kib", "accumulator_kib", "scratchpad_banks",
                      "accumulator_banks", "dram_block_bytes"):
             value = getattr(self, name)
@@ -97,6 +106,12 @@ class GemminiConfig:
         return self.accumulator_kib * 1024 // self.acc_row_bytes
 
     @property
+    def scheduled_rows(self) -> tuple[int, int]:
+        """Scratchpad and accumulator rows CoSA's tiles may use (half with double_buffer)."""
+        share = 2 if self.double_buffer else 1
+        return self.spad_rows // share, self.acc_rows // share
+
+    @property
     def name(self) -> str:
         """"gemmini" for the default configuration, else "gemmini-" and what differs from it
         (e.g. "gemmini-float32", "gemmini-8x8-sp64k-acc16k")."""
@@ -111,6 +126,8 @@ class GemminiConfig:
             value = getattr(self, field)
             if value != getattr(d, field):
                 parts.append(fmt.format(value.lower() if isinstance(value, str) else value))
+        if self.double_buffer:
+            parts.append(DOUBLE_BUFFER_TAG)
         return "-".join(["gemmini", *parts])
 
     # ---- CoSA / Timeloop form -----------------------------------------------------------------
@@ -118,17 +135,18 @@ class GemminiConfig:
         """The architecture in Timeloop 0.3's format (the reference folder's Gemmini file)."""
         elem_bits, acc_bits = 8 * self.elem_bytes, 8 * self.acc_bytes
         pes = self.dim * self.dim
+        spad_rows, acc_rows = self.scheduled_rows
         return {"arch": {
             "arithmetic": {"instances": pes, "meshX": self.dim, "word-bits": elem_bits},
             "storage": [
                 {"name": "Registers", "entries": 1, "instances": pes, "meshX": self.dim,
                  "word-bits": elem_bits, "n_rdwr_ports": 2, "n_banks": 1},
-                {"name": "Accumulator", "entries": self.acc_rows * self.dim,
-                 "depth": self.acc_rows, "width": self.dim * acc_bits, "instances": 1,
+                {"name": "Accumulator", "entries": acc_rows * self.dim,
+                 "depth": acc_rows, "width": self.dim * acc_bits, "instances": 1,
                  "meshX": 1, "word-bits": acc_bits, "network-word-bits": 16,
                  "n_rdwr_ports": 2, "n_banks": self.accumulator_banks},
-                {"name": "Scratchpad", "class": "SRAM", "entries": self.spad_rows * self.dim,
-                 "depth": self.spad_rows, "width": self.dim * elem_bits, "instances": 1,
+                {"name": "Scratchpad", "class": "SRAM", "entries": spad_rows * self.dim,
+                 "depth": spad_rows, "width": self.dim * elem_bits, "instances": 1,
                  "meshX": 1, "word-bits": elem_bits, "n_rdwr_ports": 1,
                  "n_banks": self.scratchpad_banks},
                 {"name": "DRAM", "technology": "DRAM", "instances": 1, "word-bits": elem_bits,
@@ -185,8 +203,11 @@ class GemminiConfig:
             raise InputError(f"scratchpad words of {spad_level.word_bits} bits; expected 8 (int8) "
                              "or 32 (float32)", source=arch.name, field="word_bits")
         elem_bytes = DTYPES[dtype][2]
-        spad_kib = spad_level.entries * elem_bytes / 1024
-        acc_kib = acc_level.entries * acc_level.word_bits / 8 / 1024
+        # a double-buffered configuration schedules for half of its memories (see its name)
+        double = DOUBLE_BUFFER_TAG in arch.name.split("-")
+        share = 2 if double else 1
+        spad_kib = share * spad_level.entries * elem_bytes / 1024
+        acc_kib = share * acc_level.entries * acc_level.word_bits / 8 / 1024
         if spad_kib != int(spad_kib) or acc_kib != int(acc_kib):
             raise InputError(f"memories of {spad_kib} and {acc_kib} KiB are not whole KiB",
                              source=arch.name)
@@ -197,7 +218,7 @@ class GemminiConfig:
                    dataflow="WS" if "Weights" in reg_level.keeps else "OS",
                    dram_bandwidth=bandwidth or cls.dram_bandwidth, dtype=dtype,
                    scratchpad_banks=spad_level.num_banks, accumulator_banks=acc_level.num_banks,
-                   dram_block_bytes=dram_level.block_size * elem_bytes)
+                   dram_block_bytes=dram_level.block_size * elem_bytes, double_buffer=double)
 
     # ---- C form -------------------------------------------------------------------------------
     def params_header(self) -> str:

@@ -113,6 +113,7 @@ def loop_ws_tile(plan, views):
 
 def loop_ws_emitter(base_cls):
     """An emitter class (a subclass of lowering._Emitter) issuing one loop_ws per tile."""
+    from .lowering import WEIGHT_STATIONARY
 
     class LoopWsEmitter(base_cls):
         def __init__(self, plan, views, config, tile: LoopWsTile):
@@ -206,17 +207,15 @@ def loop_ws_emitter(base_cls):
                 stmt = tirx.IfThenElse(tirx.all(real_j > 0, real_k > 0), stmt, None)
             return stmt
 
-        def program(self, op_id, op):
-            stmts = super().program(op_id, op)
-            # the move strides are the flattened rows of the tile, not the plan's streams
+        def configs(self):
+            # the move strides are the tile's flattened rows, not the plan's streaming axes
             tile, views = self.tile, self.views
-            configs = [
-                self.call("gemmini_extended_config_ex", 1, 0, 0, 1, 0, 0),
+            return [
+                self.call("gemmini_extended_config_ex", WEIGHT_STATIONARY, 0, 0, 1, 0, 0),
                 self.config_ld(tile.a_stride * views[INPUTS].elem_bytes, 0),
                 self.config_ld(tile.b_stride * views[WEIGHTS].elem_bytes, 1),
                 self.config_ld(tile.c_stride * views[OUTPUTS].elem_bytes, 2),
                 self.call("gemmini_config_st", tile.c_stride * views[OUTPUTS].elem_bytes),
             ]
-            return stmts[:2] + configs + stmts[7:]
 
     return LoopWsEmitter

@@ -18,6 +18,12 @@ program for a weight-stationary Gemmini array, built from the mapping's plan (pl
   and accumulate after;
 - `fence`, then the functional model's status is asserted (an address or capacity error raises).
 
+Two variants replace parts of this program (`_emitter` picks one): where a CoSA tile is a
+matrix product that fits half the memories, one `gemmini_loop_ws` per tile instead of the
+commands inside it (loops.py); for an output-stationary configuration, chains of computes with
+the outputs held in the PEs (output_stationary.py). Depthwise convolutions are grouped ones with
+one channel per group (a group loop and DRAM strides), as gemmini.h's tiled_conv_dw runs them.
+
 Scratchpad and accumulator row addresses come from the tiles of the mapping (plan.TileLayout).
 A layer or mapping this cannot run raises `UnsupportedMapping` (a NotImplementedError): the pass
 then applies its generic lowering, and the layer runs on the CPU.
@@ -496,15 +502,15 @@ class _Emitter:
             inner = self.compute()
         return self.seq(pre + [inner] + post)
 
-    def program(self, op_id, op) -> list:
+    def configs(self) -> list:
+        """config_ex, the three mvin strides and the mvout stride: DRAM rows along each tile's
+        streaming axis."""
         plan = self.plan
         views = self.views
         out_axis = plan.tiles[OUTPUTS].streaming_axis
         in_axis = plan.tiles[INPUTS].streaming_axis
         w_axis = plan.tiles[WEIGHTS].streaming_axis
-        setup = [
-            self.call("gemmini_begin_op", op_id),
-            self.call("gemmini_flush", 0),
+        return [
             self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
                       plan.a_stride(), 0, 0),
             self.config_ld(views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
@@ -513,6 +519,10 @@ class _Emitter:
             self.call("gemmini_config_st",
                       views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
         ]
+
+    def program(self, op_id, op) -> list:
+        setup = [self.call("gemmini_begin_op", op_id), self.call("gemmini_flush", 0),
+                 *self.configs()]
         tail = [self.call("gemmini_fence"), self.call("gemmini_end_op")]
         from tvm.ir import StringImm
 

@@ -36,9 +36,11 @@ def os_emitter(base_cls):
             a_cols = self.simplify(tirx.Select(real, red, self.const(1)))
             bd = self.simplify(tirx.Select(real, b_row, self.const(GARBAGE)))
             rows = plan.fx
-            chain = [self.reg_vars[lp.index] for lp in plan.reg_loops]
+            # the chain: reduction loops (row groups of a 2-D pixel block run around it)
+            links = [lp for lp in plan.reg_loops if lp.dim in dims.reductions]
+            chain = [self.reg_vars[lp.index] for lp in links]
             first = self.simplify(self.all_zero(chain))
-            last_terms = [v == lp.extent - 1 for v, lp in zip(chain, plan.reg_loops)]
+            last_terms = [v == lp.extent - 1 for v, lp in zip(chain, links)]
             last = self.simplify(tirx.all(*last_terms) if len(last_terms) > 1 else
                                  (last_terms[0] if last_terms else tirx.const(True, "bool")))
             red_vars = [self.vars[lp.index] for lp in plan.loops if lp.dim in plan.reductions()]

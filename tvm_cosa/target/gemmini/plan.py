@@ -7,6 +7,11 @@ the innermost loop above the tile's level that indexes the tensor, so a tile sta
 the loops that do not index it), and how each tile is laid out in rows of the row-addressed
 scratchpad and accumulator. It also checks the plan against the real capacities in rows.
 
+Output-stationary mappings (GemminiConfig(dataflow="OS")) give the same plan with other roles:
+pixels on X, the register loops are the reduction chain run with the outputs held in the PEs
+(Plan.reg_loops, its reduction loop stepping over `red_chunk`-wide computes), and other pixel
+dimensions on X are row groups around the chain.
+
 Layout of a tile: its columns are the array's dimension for that tensor (inputs: the reduction,
 weights and outputs: the output channel), cut into chunks as wide as the spatial factor; each
 chunk holds one row per point of the tensor's other axes, the streaming axis innermost (the axis
@@ -139,12 +144,19 @@ def _check_keeps(mapping, arch, regs, acc, spad, problem, os_flow=False):
 
 
 def _os_pixel(lv_acc, dims) -> str:
-    """The one pixel dimension an output-stationary array takes on X (rows of A and C)."""
-    spatial = [d for d, f in lv_acc.spatial_x.items() if f > 1]
-    if len(spatial) > 1 or (spatial and spatial[0] not in dims.pixels):
-        raise UnsupportedMapping(f"output-stationary: X takes one pixel dimension, the mapping "
-                                 f"has {spatial}")
-    return spatial[0] if spatial else dims.pixels[-1]
+    """The pixel dimension whose consecutive values are the rows of one output-stationary
+    compute (A and C rows, evenly strided): the one with the largest spatial factor on X."""
+    spatial = [(f, d) for d, f in lv_acc.spatial_x.items() if f > 1 and d in dims.pixels]
+    return max(spatial)[1] if spatial else dims.pixels[-1]
+
+
+def _os_row_groups(lv_acc, x_dim, acc, strides) -> list:
+    """Output-stationary, several pixel dimensions on X (a 2-D block of output pixels): rows of
+    one dimension are not evenly strided after another's in the input tile (its halo), so the
+    block runs as one compute chain per value of the other dimensions, each over the x_dim rows.
+    These row groups are loops around the chain (level: the accumulator, as spatial factors)."""
+    return [Loop(d, f, acc, strides[(d, acc, "S")]) for d, f in lv_acc.spatial_x.items()
+            if f > 1 and d != x_dim]
 
 
 def _os_chain(reg_loops, dims, dim):
@@ -152,7 +164,7 @@ def _os_chain(reg_loops, dims, dim):
     all be reductions; one compute takes `chunk` consecutive values of the array's reduction
     dimension (its register factor, or DIM of it), so its loop steps over chunks."""
     bad = [lp.dim for lp in reg_loops if lp.dim not in dims.reductions]
-    if bad:
+    if bad:  # (rows of a 2-D pixel block are added after: _os_row_groups)
         raise UnsupportedMapping(f"register-level loop over {bad[0]}: with the outputs held in "
                                  "the PEs only reduction loops run there")
     chunk, chain = 1, []
@@ -205,12 +217,14 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
     _check_keeps(mapping, arch, regs, acc, spad, problem, os_flow)
     lv_acc = mapping.levels[acc]
     x_dim = _os_pixel(lv_acc, dims) if os_flow else dims.reduction
-    for axis, factors, ok in (("X", lv_acc.spatial_x, x_dim),
-                              ("Y", lv_acc.spatial_y, dims.output_channel)):
-        bad = [d for d, f in factors.items() if f > 1 and d != ok]
+    # OS: other pixel dimensions on X are row groups of the block (see _os_row_groups)
+    x_ok = set(dims.pixels) if os_flow else {x_dim}
+    for axis, factors, ok in (("X", lv_acc.spatial_x, x_ok),
+                              ("Y", lv_acc.spatial_y, {dims.output_channel})):
+        bad = [d for d, f in factors.items() if f > 1 and d not in ok]
         if bad:
             raise UnsupportedMapping(f"dimension {bad[0]} is spatial on {axis}; the array takes "
-                                     f"only {ok} there")
+                                     f"only {sorted(ok)} there")
     fx = lv_acc.spatial_x.get(x_dim, 1)
     fy = lv_acc.spatial_y.get(dims.output_channel, 1)
     if fx > config.dim or fy > config.dim:
@@ -238,6 +252,9 @@ def make_plan(problem: Problem, mapping: Mapping, arch, config: GemminiConfig,
         lp.index = i
     if os_flow:
         reg_loops, red_chunk = _os_chain(reg_loops, dims, config.dim)
+        reg_loops = _os_row_groups(lv_acc, x_dim, acc, strides) + reg_loops
+        for i, lp in enumerate(reg_loops):
+            lp.index = i
     else:
         red_chunk = 1
         bad = [lp.dim for lp in reg_loops if lp.dim not in dims.pixels]

@@ -47,6 +47,9 @@ from .names import c_identifiers
 from .report import FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report
 
 CHECK_BACKENDS = ("auto", "timeloop", "builtin")
+# module attribute: notes of the passes before CoSAPass (e.g. GemminiPrepare's layout
+# fallback), copied into the report
+NOTES_ATTR = "tvm_cosa.notes"
 KNOWN_SOLVERS = ("auto", "highs", "gurobi")
 
 
@@ -231,6 +234,7 @@ class _Compilation:
         hits0, misses0 = self.o.cache.hits, self.o.cache.misses
         self.objective_key = self.o.objective.key()
         mod = c_identifiers(mod)  # model names reach the C of the PrimFuncs legalized from here
+        notes = [str(n) for n in mod.get_attr(NOTES_ATTR) or []]
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
@@ -262,7 +266,8 @@ class _Compilation:
             other_ops=other_ops,
             timings={k: round(v, 4) for k, v in self.timings.items()},
             cache={"hits": self.o.cache.hits - hits0, "misses": self.o.cache.misses - misses0,
-                   "path": str(self.o.cache.path) if self.o.cache.enabled else None})
+                   "path": str(self.o.cache.path) if self.o.cache.enabled else None},
+            notes=notes)
         return mod
 
     def _record(self, op: OpInfo) -> LayerRecord:

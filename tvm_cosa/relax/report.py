@@ -67,6 +67,7 @@ class Report:
     other_ops: dict = field(default_factory=dict)  # op name -> count, left untouched
     timings: dict = field(default_factory=dict)  # phase -> seconds
     cache: dict = field(default_factory=dict)  # hits, misses, path
+    notes: list = field(default_factory=list)  # what passes before CoSAPass changed, and why
 
     # ---- summaries --------------------------------------------------------------------------
     def by_status(self, status: str) -> list:
@@ -138,6 +139,7 @@ class Report:
             lines.append(f"[{number}] {_layer_list(layers)}: {reason}")
         if self.arch_note:
             lines.append(f"architecture: {self.arch} ({self.arch_note})")
+        lines.extend(f"note: {note}" for note in self.notes)
         lines.append(self.summary())
         if any(r.energy_estimated for r in self.records):
             lines.append("* energy estimated from word widths (no per-access energies given)")
@@ -154,7 +156,7 @@ class Report:
         return {"arch": self.arch, "arch_dtype": self.arch_dtype, "arch_note": self.arch_note,
                 "solver": self.solver, "objective": self.objective,
                 "check": self.check, "timings": self.timings, "cache": self.cache,
-                "other_ops": self.other_ops, "summary": self.summary(),
+                "other_ops": self.other_ops, "notes": self.notes, "summary": self.summary(),
                 "layers": [asdict(r) for r in self.records]}
 
     def to_json(self, path) -> Path:
@@ -172,7 +174,8 @@ class Report:
                    arch_note=data.get("arch_note", ""), solver=data.get("solver", ""),
                    objective=data.get("objective", ""), check=data.get("check", ""),
                    records=records, other_ops=data.get("other_ops", {}),
-                   timings=data.get("timings", {}), cache=data.get("cache", {}))
+                   timings=data.get("timings", {}), cache=data.get("cache", {}),
+                   notes=data.get("notes", []))
 
     def to_csv(self, path) -> Path:
         path = Path(path)

@@ -86,7 +86,7 @@ def with_image_size(model, size: int, *, source="model"):
     """The graph on `size` x `size` input images, every layer kept: the input's spatial
     dimensions changed; Reshapes that flatten to (N, features) take (N, -1); Reshapes that keep
     the spatial dimensions (a channel shuffle's) scale them by size / exported size; a pooling
-    whose window covered the whole map becomes the global pooling; the first fully connected
+    whose window covers the whole map (output 1 x 1) becomes the global pooling; the first fully connected
     layer's weight (a ConstantOfShape) gets the new number of features. Raises InputError when
     the exported shapes do not scale exactly (choose a multiple of 32)."""
     import onnx
@@ -128,8 +128,10 @@ def with_image_size(model, size: int, *, source="model"):
             node.input[1] = name
         elif node.op_type in ("AveragePool", "MaxPool") and shape_in \
                 and list(before.get(node.output[0], [])[-2:]) == [1, 1]:
-            kernel = [a.ints for a in node.attribute if a.name == "kernel_shape"][0]
-            if list(kernel) == list(shape_in[-2:]):
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            covers = all(k >= n for k, n in zip(attrs["kernel_shape"], shape_in[-2:]))
+            # padding is left out of the average (count_include_pad=0): the global average
+            if covers and not attrs.get("count_include_pad", 0):
                 graph.node[i].CopyFrom(helper.make_node(
                     "Global" + node.op_type, [node.input[0]], list(node.output), name=node.name))
     del graph.value_info[:]

@@ -86,9 +86,10 @@ def with_image_size(model, size: int, *, source="model"):
     """The graph on `size` x `size` input images, every layer kept: the input's spatial
     dimensions changed; Reshapes that flatten to (N, features) take (N, -1); Reshapes that keep
     the spatial dimensions (a channel shuffle's) scale them by size / exported size; a pooling
-    whose window covers the whole map (output 1 x 1) becomes the global pooling; the first fully connected
-    layer's weight (a ConstantOfShape) gets the new number of features. Raises InputError when
-    the exported shapes do not scale exactly (choose a multiple of 32)."""
+    whose window covers the whole map (output 1 x 1) becomes the global pooling; the first
+    fully connected layer's weight (a ConstantOfShape) gets the new number of features.
+    Raises InputError when the exported shapes do not scale exactly (choose a multiple of 32).
+    """
     import onnx
     from onnx import helper, numpy_helper, shape_inference
 

@@ -131,7 +131,7 @@ def with_note(mod, note: str):
     """`mod` with `note` added to the notes CoSAPass copies into its report."""
     from ...relax.pass_ import NOTES_ATTR
 
-    return mod.with_attr(NOTES_ATTR, list(mod.get_attr(NOTES_ATTR) or []) + [note])
+    return mod.with_attr(NOTES_ATTR, list((mod.attrs or {}).get(NOTES_ATTR) or []) + [note])
 
 
 def convs_to_nhwc(mod):

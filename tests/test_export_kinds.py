@@ -7,6 +7,7 @@ compiles, each convolution converted on its own, and the report says so."""
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("tvm")
@@ -155,3 +156,14 @@ def test_sum_of_many_inputs_becomes_adds():
     text = simplify_exports(imported).script()
     assert "R.stack" not in text and "R.sum" not in text
     compile_and_compare(model)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(max_size=12), st.sets(st.text(alphabet="ab_/0", max_size=4), max_size=6))
+def test_any_model_name_becomes_a_fresh_c_identifier(name, taken):
+    from tvm_cosa.relax.names import c_identifier, is_c_identifier
+
+    safe = c_identifier(name, taken)
+    assert is_c_identifier(safe) and safe not in taken
+    if is_c_identifier(name) and name not in taken:
+        assert safe == name  # good names are kept

@@ -117,14 +117,24 @@ def to_nhwc(mod):
     try:
         converted = seq(mod)
     except Exception as err:  # noqa: BLE001 - TVM raises InternalError and others
-        why = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        converted, kept = convs_to_nhwc(mod)
+        why = _last_line(err)
+        try:
+            converted, kept = convs_to_nhwc(mod)
+        except Exception as err2:  # noqa: BLE001 - keep the model whole, in its own layout
+            return with_note(mod, f"TVM's ConvertLayout failed on this graph ({why}), and so "
+                                  f"did converting each convolution ({_last_line(err2)}); the "
+                                  f"convolutions keep their layout (rows staged through copies)")
         note = (f"TVM's ConvertLayout failed on this graph ({why}); each convolution was put "
                 f"in NHWC on its own, with transposes on the CPU around it")
         if kept:
             note += f"; {kept} kept their own layout (their rows are staged through a copy)"
         converted = with_note(converted, note)
     return relax.transform.FoldConstant()(fold_weight_rewrites(converted))
+
+
+def _last_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
 
 
 def with_note(mod, note: str):

@@ -145,6 +145,20 @@ def test_a_graph_convertlayout_cannot_take_compiles_and_the_report_says_why():
     assert note in compiled.report.table()
 
 
+def test_when_no_layout_conversion_works_the_convolutions_keep_theirs(monkeypatch):
+    from tvm_cosa.target.gemmini import prepare
+
+    def failing(mod):
+        raise RuntimeError("no conversion for this graph")
+
+    monkeypatch.setattr(prepare, "convs_to_nhwc", failing)
+    compiled, _ = compile_and_compare(dropout_mask_graph())
+    (note,) = compiled.report.notes
+    assert "no conversion for this graph" in note and "keep their layout" in note
+    assert [r.layout for r in compiled.report.records] == ["NCHW", "NCHW"]
+    assert all(r.status == "scheduled" for r in compiled.report.records)
+
+
 def test_sum_of_many_inputs_becomes_adds():
     from tvm_cosa.target.gemmini.prepare import simplify_exports
 

@@ -5,9 +5,10 @@ Gemmini flow and TVM's standard build, equal to onnxruntime.
 Each graph keeps all its layers but runs on 64 x 64 images (`light_model(image_size=64)`): at the
 exported 224 x 224 the nine take far longer than CI allows (`bench/third_party.py` runs them at
 full size). Measured: the nine together use 123 s of CPU (user + system, gcc included;
-`/usr/bin/time -v pytest tests/test_zoo_gemmini.py`), DenseNet-121 the most (its wall time was
-2.5x SqueezeNet's, VGG-19 1.5x). Nothing is downloaded: the graphs come with onnx, the weights
-are seeded."""
+`/usr/bin/time -v pytest tests/test_zoo_gemmini.py`); wall seconds on the shared machine under
+a load of about 8: DenseNet-121 161, VGG-19 99, AlexNet 79, Inception v2 74, ResNet-50 74,
+Inception v1 54, ShuffleNet 41, ZFNet-512 25, SqueezeNet 15. Nothing is downloaded: the graphs
+come with onnx, the weights are seeded."""
 
 import numpy as np
 import pytest

@@ -48,6 +48,9 @@ from .report import (FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report,
                      module_exactness_notes)
 
 CHECK_BACKENDS = ("auto", "timeloop", "builtin")
+# module attribute: notes of the passes before CoSAPass (e.g. GemminiPrepare's layout
+# fallback), copied into the report
+NOTES_ATTR = "tvm_cosa.notes"
 KNOWN_SOLVERS = ("auto", "highs", "gurobi")
 
 
@@ -240,6 +243,7 @@ class _Compilation:
         mod = c_identifiers(mod)  # model names reach the C of the PrimFuncs legalized from here
         if self.o.uneven:  # another schedule space: its own cache entries
             self.objective_key += ("uneven",)
+        self.notes = [str(n) for n in (mod.attrs or {}).get(NOTES_ATTR) or []]
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so
@@ -272,7 +276,8 @@ class _Compilation:
             timings={k: round(v, 4) for k, v in self.timings.items()},
             cache={"hits": self.o.cache.hits - hits0, "misses": self.o.cache.misses - misses0,
                    "path": str(self.o.cache.path) if self.o.cache.enabled else None},
-            exactness_notes=module_exactness_notes(mod))
+            exactness_notes=module_exactness_notes(mod),
+            notes=self.notes)
         return mod
 
     def _record(self, op: OpInfo) -> LayerRecord:
@@ -388,7 +393,13 @@ class _Compilation:
         mutator = _ScheduledLegalizer(mod, self)
         mod = mutator.run()
         if any(isinstance(o, tuple) and o[0] == "gemmini" for o in self.lowered.values()):
-            mod = _with_target_runtime(mod, self.arch)
+            try:
+                mod = _with_target_runtime(mod, self.arch)
+            except CoSAError as err:  # e.g. no C compiler: the module is still whole
+                note = (f"the Gemmini functional model could not be attached ({err}); build "
+                        f"with tvm_cosa.target.gemmini.flow.load or codegen.emit_c")
+                self.notes.append(note)
+                warnings.warn(f"CoSAPass: {note}", FallbackWarning, stacklevel=2)
         return mod
 
     def lower_call(self, gvar_func, ops, kernel=""):

@@ -74,6 +74,7 @@ class Report:
     cache: dict = field(default_factory=dict)  # hits, misses, path
     # why the compiled model may not equal onnxruntime exactly (from the import: onnx_qops)
     exactness_notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what passes before CoSAPass changed, and why
 
     # ---- summaries --------------------------------------------------------------------------
     def by_status(self, status: str) -> list:
@@ -151,6 +152,7 @@ class Report:
         if self.arch_note:
             lines.append(f"architecture: {self.arch} ({self.arch_note})")
         lines += [f"may differ from onnxruntime: {note}" for note in self.exactness_notes]
+        lines.extend(f"note: {note}" for note in self.notes)
         lines.append(self.summary())
         if any(r.energy_estimated for r in self.records):
             lines.append("* energy estimated from word widths (no per-access energies given)")
@@ -169,6 +171,7 @@ class Report:
                 "check": self.check, "timings": self.timings, "cache": self.cache,
                 "other_ops": self.other_ops, "summary": self.summary(),
                 "exactness_notes": list(self.exactness_notes),
+                "notes": self.notes,
                 "layers": [asdict(r) for r in self.records]}
 
     def to_json(self, path) -> Path:
@@ -187,7 +190,8 @@ class Report:
                    objective=data.get("objective", ""), check=data.get("check", ""),
                    records=records, other_ops=data.get("other_ops", {}),
                    timings=data.get("timings", {}), cache=data.get("cache", {}),
-                   exactness_notes=data.get("exactness_notes", []))
+                   exactness_notes=data.get("exactness_notes", []),
+                   notes=data.get("notes", []))
 
     def to_csv(self, path) -> Path:
         path = Path(path)

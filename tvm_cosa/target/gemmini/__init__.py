@@ -10,6 +10,9 @@
   and `emit_c` (the C sources and a Makefile);
 - prepare: Relax rewrites that put more of a model on the array (int8 casts, channel padding,
   NHWC / HWIO), and `GemminiPrepare`, the module pass doing them before CoSAPass;
+- vm: TVM's standard build (`tvm.compile` + `relax.VirtualMachine`) of a lowered module, the
+  functional model attached by CoSAPass as an external library (and a guard library that
+  turns a JIT without it into a Python error);
 - flow: the steps every user of the target takes (prepare, schedule, build with the c target,
   run on the functional model, compare), shared by `tvm-cosa verify` / `compile` and the
   examples; baseline: Gemmini's own tiling heuristics as Mappings.

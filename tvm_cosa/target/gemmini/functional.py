@@ -180,7 +180,7 @@ class FunctionalModel:
 
     def __init__(self, config: Optional[GemminiConfig] = None, *, library: Optional[Path] = None):
         self.config = config or GemminiConfig()
-        self.path = Path(library) if library else build_library(self.config)
+        self.path = Path(library).resolve() if library else build_library(self.config)
         self.lib = ctypes.CDLL(str(self.path))
         for name, argtypes in self._ISA.items():
             fn = getattr(self.lib, name)

@@ -106,8 +106,8 @@ def simplify_exports(mod):
 def to_nhwc(mod):
     """Convolutions in NHWC / HWIO. TVM's ConvertLayout over the whole graph when it can (it
     carries the layout through the operators in between); when it fails on some operator, each
-    convolution on its own with transposes around it (`convs_to_nhwc`), and the module's
-    `gemmini.layout_note` attribute says so and why."""
+    convolution on its own with transposes around it (`convs_to_nhwc`), and a note in the
+    module (`with_note`, copied into CoSAPass's report) says so and why."""
     import tvm
     from tvm import relax
 
@@ -116,18 +116,32 @@ def to_nhwc(mod):
         relax.transform.Normalize()])
     try:
         converted = seq(mod)
-    except tvm.TVMError as err:
-        why = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        converted, kept = convs_to_nhwc(mod)
+    except Exception as err:  # noqa: BLE001 - TVM raises InternalError and others
+        why = _last_line(err)
+        try:
+            converted, kept = convs_to_nhwc(mod)
+        except Exception as err2:  # noqa: BLE001 - keep the model whole, in its own layout
+            return with_note(mod, f"TVM's ConvertLayout failed on this graph ({why}), and so "
+                                  f"did converting each convolution ({_last_line(err2)}); the "
+                                  f"convolutions keep their layout (rows staged through copies)")
         note = (f"TVM's ConvertLayout failed on this graph ({why}); each convolution was put "
                 f"in NHWC on its own, with transposes on the CPU around it")
         if kept:
             note += f"; {kept} kept their own layout (their rows are staged through a copy)"
-        converted = converted.with_attr(LAYOUT_NOTE, note)
+        converted = with_note(converted, note)
     return relax.transform.FoldConstant()(fold_weight_rewrites(converted))
 
 
-LAYOUT_NOTE = "gemmini.layout_note"
+def _last_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
+
+
+def with_note(mod, note: str):
+    """`mod` with `note` added to the notes CoSAPass copies into its report."""
+    from ...relax.pass_ import NOTES_ATTR
+
+    return mod.with_attr(NOTES_ATTR, list((mod.attrs or {}).get(NOTES_ATTR) or []) + [note])
 
 
 def convs_to_nhwc(mod):

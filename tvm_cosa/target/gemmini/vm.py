@@ -41,22 +41,29 @@ def attach_functional_model(mod, config: GemminiConfig):
     load_guard()
     library = tvm.runtime.load_static_library(str(build_protected_object(config)), [])
     mod = without_functional_model(mod)
-    mod = mod.with_attr(EXTERNAL_MODS, list(mod.get_attr(EXTERNAL_MODS) or []) + [library])
+    external = list(module_attr(mod, EXTERNAL_MODS) or [])
+    mod = mod.with_attr(EXTERNAL_MODS, external + [library])
     return mod.with_attr(CONFIG_ATTR, config.name)
 
 
 def attached_config(mod) -> str:
     """The name of the configuration whose model `mod` carries ("" if none)."""
-    return str(mod.get_attr(CONFIG_ATTR) or "")
+    return str(module_attr(mod, CONFIG_ATTR) or "")
 
 
 def without_functional_model(mod):
     """`mod` without the functional model attach_functional_model put in (for builds that link
     their own copy: flow.load, emit_c, a cross compiler)."""
-    if mod.get_attr(CONFIG_ATTR) is None:
+    if module_attr(mod, CONFIG_ATTR) is None:
         return mod
     mod = mod.without_attr(CONFIG_ATTR)
     # ours is the static library; nothing else in TVM's CPU flow puts one there
-    kept = [m for m in mod.get_attr(EXTERNAL_MODS) or [] if m.kind != "static_library"]
+    kept = [m for m in module_attr(mod, EXTERNAL_MODS) or [] if m.kind != "static_library"]
     mod = mod.without_attr(EXTERNAL_MODS)
     return mod.with_attr(EXTERNAL_MODS, kept) if kept else mod
+
+
+def module_attr(mod, key):
+    """The module attribute `key`, or None (IRModule.get_attr cannot return short strings)."""
+    attrs = mod.attrs
+    return attrs[key] if attrs is not None and key in attrs else None

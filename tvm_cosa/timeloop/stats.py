@@ -190,6 +190,10 @@ def _evaluation(arithmetic, levels, networks, summary, per_compute) -> Evaluatio
                                     else kind(_number(values[label])))
                             for label, (field, kind) in _NETWORK_KEYS.items() if label in values}
         out_networks.append({"name": net["name"], "dataspaces": spaces})
+    if arith["instances"] and cycles:
+        # The summary prints utilization with 2 decimals (0.00 for a depthwise layer on a big
+        # array): recompute it the way Timeloop does, from the exact counts.
+        utilization = computes / (arith["instances"] * cycles)
     result = Evaluation(valid=True, backend="timeloop", cycles=cycles, energy_pJ=energy,
                         utilization=utilization, computes=computes, arithmetic=arith,
                         levels=out_levels, networks=out_networks,

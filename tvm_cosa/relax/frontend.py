@@ -64,7 +64,7 @@ def import_onnx(model, shapes=None):
     from .onnx_int8 import from_onnx
     from .onnx_qdq import fuse_qdq
     from .onnx_qops import exactness_notes, rewrite_quantized_ops
-    from .report import NOTES_ATTR
+    from .report import EXACTNESS_NOTES_ATTR
 
     model = rewrite_quantized_ops(fuse_qdq(load_onnx(model)).model).model
     try:
@@ -75,7 +75,7 @@ def import_onnx(model, shapes=None):
         raise InputError(f"TVM's ONNX importer failed: {type(err).__name__}: "
                          f"{str(err).strip().splitlines()[-1]}", source="onnx model") from None
     notes = exactness_notes(model)  # CoSAPass copies them into its report (verify prints them)
-    return mod.with_attr(NOTES_ATTR, notes) if notes else mod
+    return mod.with_attr(EXACTNESS_NOTES_ATTR, notes) if notes else mod
 
 
 def compile_model(mod, arch, *, layout=None, **options):

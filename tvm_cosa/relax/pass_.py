@@ -45,12 +45,9 @@ from .extract import CONV2D, MATMUL, OpInfo, count_other_ops, extract, op_info
 from .lowering import LoweringError, canonical_matmul_shapes, lower_generic, mark_scheduled
 from .names import c_identifiers
 from .report import (FALLBACK, SCHEDULED, UNSUPPORTED, LayerRecord, Report,
-                     module_exactness_notes)
+                     module_exactness_notes, module_notes)
 
 CHECK_BACKENDS = ("auto", "timeloop", "builtin")
-# module attribute: notes of the passes before CoSAPass (e.g. GemminiPrepare's layout
-# fallback), copied into the report
-NOTES_ATTR = "tvm_cosa.notes"
 KNOWN_SOLVERS = ("auto", "highs", "gurobi")
 
 
@@ -243,7 +240,7 @@ class _Compilation:
         mod = c_identifiers(mod)  # model names reach the C of the PrimFuncs legalized from here
         if self.o.uneven:  # another schedule space: its own cache entries
             self.objective_key += ("uneven",)
-        self.notes = [str(n) for n in (mod.attrs or {}).get(NOTES_ATTR) or []]
+        self.notes = module_notes(mod)  # e.g. GemminiPrepare's layout fallbacks
         try:
             self.solver_version = solver_version(self.o.solver)
         except CoSAError as err:  # e.g. gurobi asked for but missing: each layer will say so

@@ -267,12 +267,19 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-NOTES_ATTR = "tvm_cosa.exactness_notes"  # IRModule attribute the ONNX import leaves them in
+# IRModule attributes in which the steps before CoSAPass leave notes for its report:
+NOTES_ATTR = "tvm_cosa.notes"  # what a pass changed, and why (GemminiPrepare)
+EXACTNESS_NOTES_ATTR = "tvm_cosa.exactness_notes"  # why outputs may differ from onnxruntime
+
+
+def module_notes(mod, attr: str = NOTES_ATTR) -> list:
+    """The notes left in `mod` under `attr`."""
+    attrs = getattr(mod, "attrs", None)
+    if attrs is None or attr not in attrs:
+        return []
+    return [str(note) for note in attrs[attr]]
 
 
 def module_exactness_notes(mod) -> list:
     """The exactness notes the ONNX import attached to `mod` (tvm_cosa.relax.frontend)."""
-    attrs = getattr(mod, "attrs", None)
-    if attrs is None or NOTES_ATTR not in attrs:
-        return []
-    return [str(note) for note in attrs[NOTES_ATTR]]
+    return module_notes(mod, EXACTNESS_NOTES_ATTR)

@@ -40,6 +40,43 @@ COMMANDS = {
 # gcc options that make the generated C see gemmini.h (the folder holding it goes in -I)
 C_INCLUDE_OPTIONS = ["-include", "gemmini.h"]
 
+# Declarations put at the top of the generated C (`with_declarations`), for builds that do not
+# force a gemmini.h in: TVM's own `tvm.compile(target="c")` + VirtualMachine, whose C then calls
+# the functional model linked into the executable (vm.py). Skipped when a gemmini.h was included:
+# ours declares the same functions, Gemmini's defines the commands as macros.
+_HEADER_GUARDS = ("TVM_COSA_GEMMINI_H", "SRC_MAIN_C_GEMMINI_H")
+
+
+def declarations() -> str:
+    """C prototypes of the commands in COMMANDS, as the functional model's gemmini.h has them."""
+    from .functional import RUNTIME_DIR
+
+    header = (RUNTIME_DIR / "gemmini.h").read_text()
+    prototypes = [p for p in _prototypes(header) if p.split("(")[0].split()[-1] in COMMANDS]
+    guard = " && ".join(f"!defined({g})" for g in _HEADER_GUARDS)
+    return "\n".join([f"#if {guard}", "#include <stdint.h>", "#ifdef __cplusplus",
+                      'extern "C" {', "#endif", *prototypes, "#ifdef __cplusplus", "}",
+                      "#endif", "#endif", ""])
+
+
+def _prototypes(header: str) -> list[str]:
+    """The function prototypes of a C header, one per line (comments and macros dropped)."""
+    import re
+
+    text = re.sub(r"/\*.*?\*/", " ", header, flags=re.S)
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found = re.findall(r"[A-Za-z_][\w\s\*]*\b\w+\s*\([^;{}]*\)\s*;", text)
+    return [" ".join(p.split()) for p in found]
+
+
+def with_declarations(stmt):
+    """`stmt` under a pragma that makes TVM's C code generator write `declarations()` at the
+    top of the file (the LLVM target ignores it)."""
+    from tvm import tirx
+
+    return tirx.AttrStmt(tirx.const(0, "int32"), "pragma_import_c", declarations(), stmt)
+
+
 MVIN_SCALE_IDENTITY = 1.0
 _ADDRESS_MASK = 0xFFFFFFFF
 

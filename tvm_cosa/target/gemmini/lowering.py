@@ -133,7 +133,7 @@ def _mark_scheduled(func):
 def _root(stmts, allocs):
     from tvm import s_tir, tirx
 
-    body = tirx.SeqStmt(stmts) if len(stmts) > 1 else stmts[0]
+    body = isa.with_declarations(tirx.SeqStmt(stmts) if len(stmts) > 1 else stmts[0])
     return s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [], "root", body,
                                                       alloc_buffers=allocs))
 

@@ -139,9 +139,9 @@ def _last_line(err) -> str:
 
 def with_note(mod, note: str):
     """`mod` with `note` added to the notes CoSAPass copies into its report."""
-    from ...relax.pass_ import NOTES_ATTR
+    from ...relax.report import NOTES_ATTR, module_notes
 
-    return mod.with_attr(NOTES_ATTR, list((mod.attrs or {}).get(NOTES_ATTR) or []) + [note])
+    return mod.with_attr(NOTES_ATTR, module_notes(mod) + [note])
 
 
 def convs_to_nhwc(mod):

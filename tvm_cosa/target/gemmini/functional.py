@@ -80,9 +80,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _compile(config: GemminiConfig, name: str, extra: list[str]) -> Path:
-    """`name` in the configuration's cache folder, compiled once (atomically) from the model."""
+    """`name` in the configuration's cache folder, compiled once (atomically) from the model;
+    the file name carries a digest of `extra`, so other options never reuse a stale build."""
     folder = source_dir(config)
-    target = folder / name
+    tag = hashlib.sha256(" ".join(extra).encode()).hexdigest()[:8]
+    target = folder / f"{Path(name).stem}-{tag}{Path(name).suffix}"
     if target.is_file():
         return target
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=name + ".", suffix=target.suffix)
@@ -98,8 +100,10 @@ def _compile(config: GemminiConfig, name: str, extra: list[str]) -> Path:
 
 
 def build_library(config: GemminiConfig) -> Path:
-    """libgemmini_func.so for `config` (for driving the model directly through ctypes)."""
-    return _compile(config, f"lib{LIB_NAME}.so", ["-shared"])
+    """libgemmini_func.so for `config` (for driving the model directly through ctypes). Bound
+    -Bsymbolic: its calls between its own functions stay inside it even after the guard library
+    (load_guard) put same-named symbols in the global scope."""
+    return _compile(config, f"lib{LIB_NAME}.so", ["-shared", "-Wl,-Bsymbolic"])
 
 
 def build_object(config: GemminiConfig) -> Path:

@@ -271,4 +271,8 @@ def test_the_model_works_after_the_guard_library_is_loaded():
     load_guard()
     fm = FunctionalModel(GemminiConfig())
     fm.reset()
-    assert fm.lib.gemmini_fence() == 0 and fm.lib.gemmini_status() == 0
+    rng = np.random.default_rng(7)
+    a, b = int8(rng, (16, 16)), int8(rng, (16, 16))
+    matmul_ws(fm, a, b)
+    assert fm.call("fence") == 0
+    np.testing.assert_array_equal(read_acc(fm, 16, 16), a.astype(np.int32) @ b.astype(np.int32))

@@ -207,35 +207,11 @@ def mac_operand_accesses(shape: TensorShape, spatial, x_loops: int, mesh, loops)
     if hit is not None:
         return hit
     naxes = len(shape.axes)
-    counts = [n for _, n, _ in spatial]
-    offsets = []
-    for idx in itertools.product(*(range(n) for n in reversed(counts))):
-        idx = idx[::-1]  # innermost loop fastest
-        off = [0] * naxes
-        for (d, _, stride), i in zip(spatial, idx):
-            for a, c in shape.dim_axes.get(d, ()):
-                off[a] += c * stride * i
-        offsets.append(tuple(off))
-    total_elems = len(offsets)
-    distinct = len(set(offsets))
-    h_size, v_size = mesh
-    neighbours = []
-    for e in range(total_elems):
-        h, v = e % h_size, e // h_size
-        near = []
-        for hh, vv in ((h - 1, v), (h + 1, v), (h, v - 1), (h, v + 1)):
-            if 0 <= hh < h_size and 0 <= vv < v_size:
-                n = vv * h_size + hh
-                if n < total_elems:
-                    near.append(n)
-        neighbours.append(near)
+    offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
+    distinct, lookup = _link_table(offsets, neighbours)
 
     def step(shift):
-        linked = {e for e in range(total_elems)
-                  if any(tuple(a - b for a, b in zip(offsets[n], offsets[e])) == shift
-                         for n in neighbours[e])}
-        rest = len({offsets[e] for e in range(total_elems) if e not in linked})
-        return min(rest, distinct)  # links only when they save reads
+        return min(lookup(shift)[0], distinct)  # links only when they save reads
 
     per_shift = {}
     total, weight = distinct, 1

@@ -21,12 +21,19 @@ Needs timeloop-model and timeloop-mapper on PATH.
 
     python bench/vs_mapper.py                              # everything, 60 s per mapper run
     python bench/vs_mapper.py --cases 12 --time-limit 15   # a reduced run
+    python bench/vs_mapper.py --results bench/results/vs_mapper.csv   # resumable: rerun to go on
+
+With --results, every finished case is appended to the CSV (with the load average when it
+finished, since a busy machine gives the mapper less search) and a rerun skips the cases already
+there, so the full set (about 4 hours of mapper time) can be measured in several sittings.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import os
 import random
 import shutil
 import signal
@@ -79,15 +86,19 @@ def random_pairs(count, start=5000):
     return out
 
 
-def cases(random_count):
-    layers = resnet_layers()
-    groups = [[("simba", preset("simba"), p) for p in layers],
-              [("gemmini", preset("gemmini"), p) for p in layers],
-              [("eyeriss", eyeriss(), p) for p in layers],
-              random_pairs(random_count)]
+GROUPS = {
+    "simba": lambda count: [("simba", preset("simba"), p) for p in resnet_layers()],
+    "gemmini": lambda count: [("gemmini", preset("gemmini"), p) for p in resnet_layers()],
+    "eyeriss": lambda count: [("eyeriss", eyeriss(), p) for p in resnet_layers()],
+    "random": random_pairs,
+}
+
+
+def cases(random_count, groups=tuple(GROUPS)):
+    lists = [GROUPS[g](random_count) for g in groups]
     out = []
-    for k in range(max(map(len, groups))):  # round-robin, so --cases N covers every group
-        out += [g[k] for g in groups if k < len(g)]
+    for k in range(max(map(len, lists))):  # round-robin, so --cases N covers every group
+        out += [g[k] for g in lists if k < len(g)]
     return out
 
 
@@ -151,63 +162,119 @@ def run_cosa(arch, problem, objective, folder: Path):
     return ev.cycles, ev.energy_pJ, solve, mapping
 
 
+FIELDS = ("arch", "layer", "objective", "time_limit", "threads", "cosa_cycles", "cosa_energy_pJ",
+          "mapper_cycles", "mapper_energy_pJ", "ratio", "cosa_solve_s", "load_avg", "date")
+
+
+def read_results(path: Path) -> dict:
+    """Rows of an earlier run, keyed by (arch, layer, objective, time_limit, threads)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {result_key(r["arch"], r["layer"], r["objective"], float(r["time_limit"]),
+                           int(r["threads"])): r for r in csv.DictReader(f)}
+
+
+def result_key(arch, layer, objective, time_limit, threads):
+    return (arch, layer, objective, f"{float(time_limit):g}", int(threads))
+
+
+def append_result(path: Path, row: dict):
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def table_row(row: dict) -> str:
+    field = "cycles" if row["objective"] == "latency" else "energy_pJ"
+    cosa, theirs = row[f"cosa_{field}"], row[f"mapper_{field}"]
+    ratio = f"{float(row['ratio']):.3f}" if row["ratio"] else "-"
+    theirs = f"{float(theirs):.4g}" if theirs else "no valid map"
+    return (f"| {row['arch']} | {row['layer']} | {row['objective']} | {float(cosa):.4g} | "
+            f"{theirs} | {ratio} | {float(row['cosa_solve_s']):.2f} | {row['date']} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit", type=float, default=60.0,
                     help="seconds per timeloop-mapper run")
     ap.add_argument("--cases", type=int, default=None, help="run only the first N cases")
     ap.add_argument("--random", type=int, default=50, help="random (layer, arch) pairs")
+    ap.add_argument("--groups", default="simba,gemmini,eyeriss,random",
+                    help="case groups, in this order of priority (comma-separated)")
     ap.add_argument("--objective", choices=("latency", "energy", "both"), default="both")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--results", type=Path, default=None,
+                    help="CSV of results: cases already in it are not run again (resume), new "
+                         "ones are appended")
     ap.add_argument("--keep", type=Path, default=None, help="keep every run's files here")
     args = ap.parse_args(argv)
     if find_timeloop() is None or shutil.which("timeloop-mapper") is None:
         print("timeloop-model and timeloop-mapper must be on PATH", file=sys.stderr)
         return 2
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        print(f"--groups: unknown group(s) {unknown}; choose from {list(GROUPS)}",
+              file=sys.stderr)
+        return 2
     objectives = ("latency", "energy") if args.objective == "both" else (args.objective,)
-    todo = cases(args.random)[:args.cases]
+    todo = cases(args.random, groups)[:args.cases]
+    done = read_results(args.results) if args.results else {}
     scratch = Path(args.keep or tempfile.mkdtemp(prefix="vs_mapper_"))
-    wins = {o: [0, 0] for o in objectives}
-    ratios = {o: [] for o in objectives}
+    rows = []
     print(f"{len(todo)} cases x {len(objectives)} objective(s), mapper {args.time_limit:g} s "
-          f"x {args.threads} threads\n")
-    print("| arch | layer | objective | CoSA | mapper | CoSA / mapper | CoSA solve s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"x {args.threads} threads" + (f"; results in {args.results}" if args.results else ""))
+    print("\n| arch | layer | objective | CoSA | mapper | CoSA / mapper | CoSA solve s | measured |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for n, (arch_name, arch, problem) in enumerate(todo):
             for objective in objectives:
+                key = result_key(arch_name, problem.name, objective, args.time_limit,
+                                 args.threads)
+                if key in done:  # measured by an earlier run
+                    rows.append(done[key])
+                    print(table_row(done[key]), flush=True)
+                    continue
                 where = scratch / f"{n:03d}_{arch_name}_{problem.name}_{objective}"
                 field = 0 if objective == "latency" else 1
                 try:
                     cosa = run_cosa(arch, problem, objective, where / "cosa")
                 except CoSAError as err:
                     print(f"| {arch_name} | {problem.name} | {objective} | error: "
-                          f"{str(err)[:60]} | | | |")
+                          f"{str(err)[:60]} | | | | |", flush=True)
                     continue
                 theirs = run_mapper(arch, problem, objective, args.time_limit, args.threads,
                                     where / "mapper")
-                if theirs is None:
-                    print(f"| {arch_name} | {problem.name} | {objective} | {cosa[field]:.4g} "
-                          f"| no valid map | - | {cosa[2]:.2f} |")
-                    wins[objective][0] += 1
-                    wins[objective][1] += 1
-                    continue
-                ratio = cosa[field] / theirs[field]
-                ratios[objective].append(ratio)
-                wins[objective][1] += 1
-                wins[objective][0] += ratio <= TOLERANCE
-                print(f"| {arch_name} | {problem.name} | {objective} | {cosa[field]:.4g} | "
-                      f"{theirs[field]:.4g} | {ratio:.3f} | {cosa[2]:.2f} |", flush=True)
+                row = {"arch": arch_name, "layer": problem.name, "objective": objective,
+                       "time_limit": f"{args.time_limit:g}", "threads": args.threads,
+                       "cosa_cycles": cosa[0], "cosa_energy_pJ": cosa[1],
+                       "mapper_cycles": theirs[0] if theirs else "",
+                       "mapper_energy_pJ": theirs[1] if theirs else "",
+                       "ratio": cosa[field] / theirs[field] if theirs else "",
+                       "cosa_solve_s": f"{cosa[2]:.3f}",
+                       "load_avg": f"{os.getloadavg()[0]:.2f}",
+                       "date": time.strftime("%Y-%m-%d %H:%M")}
+                rows.append(row)
+                if args.results:
+                    append_result(args.results, row)
+                print(table_row(row), flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
     print()
     for o in objectives:
-        won, total = wins[o]
-        geo = (math.exp(sum(map(math.log, ratios[o])) / len(ratios[o])) if ratios[o]
+        mine = [r for r in rows if r["objective"] == o]
+        ratios = [float(r["ratio"]) for r in mine if r["ratio"]]
+        won = sum(1 for r in mine if not r["ratio"] or float(r["ratio"]) <= TOLERANCE)
+        geo = (math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios
                else float("nan"))
-        worst = max(ratios[o]) if ratios[o] else float("nan")
-        print(f"{o}: CoSA at most {TOLERANCE:g} x the mapper on {won} of {total} cases; "
+        worst = max(ratios) if ratios else float("nan")
+        print(f"{o}: CoSA at most {TOLERANCE:g} x the mapper on {won} of {len(mine)} cases; "
               f"CoSA / mapper geomean {geo:.3f}, worst {worst:.3f}")
     return 0
 

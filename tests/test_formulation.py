@@ -1,18 +1,20 @@
 """The MILP formulation against independent oracles: real Timeloop's access counts, the exact
 tile sizes of the problem, the capacity rule, and the Gurobi free licence's size limit."""
 
+import functools
 import json
 import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tvm_cosa import (Architecture, Arithmetic, LevelMapping, Mapping, MemoryLevel, Problem,
                       load_architecture, preset)
 from tvm_cosa.formulation import (Lin, Milp, Objective, ScheduleModel, best_spatial_product,
                                   tangent_points)
+from tvm_cosa.errors import InfeasibleError
 from tvm_cosa.solvers import solve
 from tvm_cosa.timeloop import read_mapping
 
@@ -221,6 +223,48 @@ def test_best_spatial_product_is_the_true_maximum():
     assert best_spatial_product(model) == 48
     model = ScheduleModel(Problem.conv2d(K=64, C=64, P=8, Q=8), preset("simba"), Objective())
     assert best_spatial_product(model) == 1024
+
+
+def _prime_by_prime_best(model) -> int:
+    """Reference for best_spatial_product: every prime factor, one at a time, on every slot or
+    none (exponential, so only for small layers)."""
+    from tvm_cosa.problem import prime_factors
+
+    slots = [(i, axis, fan, ok) for i in range(model.L) for axis, fan, ok in model.spatial_axes(i)]
+    items = [(d, p) for d in model.dims for p in prime_factors(model.size[d])]
+
+    @functools.lru_cache(maxsize=None)
+    def best(k, room, axes):  # axes: frozenset of (dim, level, axis) used so far
+        if k == len(items):
+            return 1
+        d, p = items[k]
+        value = best(k + 1, room, axes)
+        for s, (i, axis, _, ok) in enumerate(slots):
+            if d in ok and room[s] >= p and not any(
+                    (d, i, other) in axes for other in ("X", "Y") if other != axis):
+                nxt = room[:s] + (room[s] // p,) + room[s + 1:]
+                value = max(value, p * best(k + 1, nxt, axes | {(d, i, axis)}))
+        return value
+
+    return best(0, tuple(fan for *_, fan, _ in slots), frozenset())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000),
+       sizes=st.lists(st.sampled_from([1, 1, 1, 2, 3, 4, 6, 16, 64]), min_size=6, max_size=6))
+@example(seed=1, sizes=[64, 1, 1, 1, 1, 1])  # K alone, on a level with a 4x4 mesh: one axis
+def test_best_spatial_product_equals_a_prime_by_prime_search(seed, sizes):
+    """On random Timeloop architectures (tvm_cosa.timeloop.fuzz) and small random layers."""
+    from tvm_cosa.timeloop.fuzz import random_case
+
+    files, _ = random_case(seed)
+    arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
+    k, c, p, q, r, s = sizes
+    try:
+        model = ScheduleModel(Problem.conv2d(K=k, C=c, P=p, Q=q, R=r, S=s), arch, Objective())
+    except InfeasibleError:  # the smallest tiles do not fit this random architecture
+        assume(False)
+    assert best_spatial_product(model) == _prime_by_prime_best(model)
 
 
 def test_lin_arithmetic():

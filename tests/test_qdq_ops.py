@@ -189,6 +189,32 @@ def test_exactness_notes_name_each_cause_and_reach_the_report(tmp_path):
         imported_form(quantized(tmp_path, "QUInt8", True)))
 
 
+def test_a_quantized_softmax_is_named_as_onnxruntime_fuses_it(tmp_path):
+    """The classifier's Softmax of a quantize_static model: onnxruntime runs the DQ-Softmax-Q
+    group as its QLinearSoftmax (checked in its optimized graph), which rounds its own way; the
+    rewrite keeps the float Softmax, so the notes say so."""
+    model = float_cnn()
+    model.graph.node.append(helper.make_node("Softmax", ["y"], ["probabilities"]))
+    model.graph.output[0].name = "probabilities"
+    source, target = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(model, source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantization.quantize_static(str(source), str(target), Calibration(),
+                                     quant_format=quantization.QuantFormat.QDQ,
+                                     reduce_range=True)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    fused = {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+    assert "QLinearSoftmax" in fused
+    notes = exactness_notes(imported_form(onnx.load(target)), vnni=True)
+    assert any("QLinearSoftmax" in note for note in notes)
+    # without the Softmax the same model has nothing to say
+    assert exactness_notes(imported_form(quantized(tmp_path, "QUInt8", False,
+                                                   reduce_range=True)), vnni=True) == []
+
+
 def float_mlp_block(seed=1, tokens=16, width=32):
     """A transformer-like feed-forward block: MatMul, bias Add, Relu, MatMul, bias Add, residual
     Add."""

@@ -1003,30 +1003,46 @@ def _check_level_capacity(model, i, lv):
 
 def best_spatial_product(model) -> int:
     """The largest number of MACs any placement of the prime factors on the fanouts can use
-    (each dimension on one axis per fanout, as in the MILP)."""
+    (each dimension on one axis per fanout, as in the MILP).
+
+    Dimension by dimension, every split of its size into spatial factors per fanout axis; the
+    state between dimensions is only the room left on each axis, so the search is memoized on
+    (dimension, room). (A product fits an axis of fanout F iff successive floor divisions of F
+    by its factors stay >= 1, so the room is the floor quotient.)"""
     slots = [(i, axis, fan, ok) for i in range(model.L) for axis, fan, ok in model.spatial_axes(i)]
-    items = sorted(((d, p) for d in model.dims for p in prime_factors(model.size[d])),
-                   key=lambda it: -it[1])
+    dims = [d for d in model.dims
+            if model.size[d] > 1 and any(d in ok for *_, ok in slots)]
     memo = {}
 
-    def best(k, room, axes):
-        """axes: ((dim, level, axis), ...) taken so far (one axis per dim and level)."""
-        if k == len(items):
+    def splits(d, s, rest, room, levels):
+        """Spatial factors of d on slots s.. (a tuple), with `rest` of its size left to place and
+        `levels` the levels whose other axis d already uses."""
+        if s == len(slots):
+            yield ()
+            return
+        yield from ((1,) + tail for tail in splits(d, s + 1, rest, room, levels))
+        level, _, _, ok = slots[s]
+        if d not in ok or level in levels:
+            return
+        for f in range(2, min(rest, room[s]) + 1):
+            if rest % f == 0:
+                yield from ((f,) + tail
+                            for tail in splits(d, s + 1, rest // f, room, levels | {level}))
+
+    def best(j, room):
+        if j == len(dims):
             return 1
-        key = (k, room, axes)
+        key = (j, room)
         if key not in memo:
-            d, p = items[k]
-            value = best(k + 1, room, axes)
-            for s, (i, axis, _, ok) in enumerate(slots):
-                other = next((a for dd, ii, a in axes if dd == d and ii == i), axis)
-                if d in ok and room[s] >= p and other == axis:
-                    nxt = room[:s] + (room[s] // p,) + room[s + 1:]
-                    taken = tuple(sorted(set(axes) | {(d, i, axis)}))
-                    value = max(value, p * best(k + 1, nxt, taken))
+            value = 0
+            for factors in splits(dims[j], 0, model.size[dims[j]], room, frozenset()):
+                used = math.prod(factors)
+                nxt = tuple(r // f for r, f in zip(room, factors))
+                value = max(value, used * best(j + 1, nxt))
             memo[key] = value
         return memo[key]
 
-    return best(0, tuple(fan for _, _, fan, _ in slots), ())
+    return best(0, tuple(fan for _, _, fan, _ in slots))
 
 
 def _check_spatial_use(model):

@@ -752,9 +752,25 @@ def exactness_notes(model, vnni: bool | None = None) -> list:
         notes.append("int8 activations: onnxruntime on x86 runs the QDQ groups it does not "
                      "convert to uint8 as float32 operators (its QDQIsInt8Allowed is false "
                      "there), which can round a value one step apart from the integer kernels")
+    # onnxruntime fuses DQ-Softmax-Q into QLinearSoftmax (com.microsoft), which normalizes with
+    # an exp lookup table in its own arithmetic; the rewrite computes the float Softmax.
+    quantized = set()
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" or n.op_type in REQUANTIZE.values():
+            source = n.input[0]
+            if source in producer and producer[source].op_type == "Div":  # the rewritten Q's scale
+                source = producer[source].input[0]
+            quantized.add(source)
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax" and n.output[0] in quantized]
+    if softmax:
+        notes.append(f"{len(softmax)} quantized Softmax: onnxruntime runs DequantizeLinear-Softmax-"
+                     f"QuantizeLinear as its QLinearSoftmax (an exp lookup table with its own "
+                     f"rounding), which can put an output one quantization step from the float "
+                     f"Softmax computed here")
     kept = sorted({producer[n.input[0]].op_type for n in model.graph.node
                    if n.op_type == "QuantizeLinear" and n.input[0] in producer
-                   and producer[n.input[0]].op_type not in _DATA_MOVEMENT | {"DequantizeLinear"}
+                   and producer[n.input[0]].op_type not in _DATA_MOVEMENT | {"DequantizeLinear",
+                                                                            "Softmax"}
                    and producer[n.input[0]].domain in ("", "ai.onnx")})
     if kept:
         notes.append(f"float operators quantized by QuantizeLinear that are not rewritten "

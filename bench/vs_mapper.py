@@ -189,6 +189,14 @@ def append_result(path: Path, row: dict):
         writer.writerow(row)
 
 
+def recheck(row: dict, cosa, field: int) -> dict:
+    """The row with CoSA's side measured again (the mapper's values stay)."""
+    theirs = row["mapper_cycles"] if field == 0 else row["mapper_energy_pJ"]
+    return {**row, "cosa_cycles": cosa[0], "cosa_energy_pJ": cosa[1],
+            "ratio": cosa[field] / float(theirs) if theirs else "",
+            "cosa_solve_s": f"{cosa[2]:.3f}"}
+
+
 def table_row(row: dict) -> str:
     field = "cycles" if row["objective"] == "latency" else "energy_pJ"
     cosa, theirs = row[f"cosa_{field}"], row[f"mapper_{field}"]
@@ -211,6 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=None,
                     help="CSV of results: cases already in it are not run again (resume), new "
                          "ones are appended")
+    ap.add_argument("--recheck-cosa", action="store_true",
+                    help="with --results: schedule the cases already measured again with the "
+                         "current CoSA (the mapper's results are kept) and rewrite the file")
     ap.add_argument("--keep", type=Path, default=None, help="keep every run's files here")
     args = ap.parse_args(argv)
     if find_timeloop() is None or shutil.which("timeloop-mapper") is None:
@@ -236,9 +247,11 @@ def main(argv=None) -> int:
             for objective in objectives:
                 key = result_key(arch_name, problem.name, objective, args.time_limit,
                                  args.threads)
-                if key in done:  # measured by an earlier run
+                if key in done and not args.recheck_cosa:  # measured by an earlier run
                     rows.append(done[key])
                     print(table_row(done[key]), flush=True)
+                    continue
+                if args.recheck_cosa and key not in done:
                     continue
                 where = scratch / f"{n:03d}_{arch_name}_{problem.name}_{objective}"
                 field = 0 if objective == "latency" else 1
@@ -247,6 +260,11 @@ def main(argv=None) -> int:
                 except CoSAError as err:
                     print(f"| {arch_name} | {problem.name} | {objective} | error: "
                           f"{str(err)[:60]} | | | | |", flush=True)
+                    continue
+                if args.recheck_cosa:
+                    row = recheck(done[key], cosa, field)
+                    rows.append(row)
+                    print(table_row(row), flush=True)
                     continue
                 theirs = run_mapper(arch, problem, objective, args.time_limit, args.threads,
                                     where / "mapper")
@@ -266,6 +284,12 @@ def main(argv=None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
+    if args.recheck_cosa and args.results:
+        rechecked = {result_key(r["arch"], r["layer"], r["objective"], r["time_limit"],
+                                r["threads"]): r for r in rows}
+        args.results.unlink()
+        for key, row in done.items():
+            append_result(args.results, rechecked.get(key, row))
     print()
     for o in objectives:
         mine = [r for r in rows if r["objective"] == o]

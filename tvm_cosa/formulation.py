@@ -271,19 +271,21 @@ class Objective:
 # ---------------------------------------------------------------------------------------------
 # Energy per access (pJ per word) for the objective
 # ---------------------------------------------------------------------------------------------
-def access_energy_table(arch: Architecture):
+def access_energy_table(arch: Architecture, cluster_shared: bool = True):
     """(MAC pJ, [read pJ/word per level], [write pJ/word per level]) for the objective.
 
     The architecture's own energies when given, else the cost model's estimate (Timeloop's
     built-in model): per vector access, divided by the block size (one vector access moves a
-    block) and by the cluster size (Timeloop shares it among the cluster's instances).
+    block) and, with `cluster_shared`, by the cluster size (Timeloop spreads an access over the
+    utilized instances of a cluster: exact when the whole cluster is used; the MILP models the
+    spread itself, `ScheduleModel.cluster_spread_log`).
     """
     from .cost_model.energy import arithmetic_energy, level_energies
 
     reads, writes = [], []
     for lv in arch.levels:
         r, w, _ = level_energies(lv)
-        words = max(1, lv.block_size) * max(1, lv.cluster_size)
+        words = max(1, lv.block_size) * (max(1, lv.cluster_size) if cluster_shared else 1)
         reads.append(r / words)
         writes.append(w / words)
     return arithmetic_energy(arch.arithmetic)[0], reads, writes
@@ -794,7 +796,7 @@ class ScheduleModel:
         obj, m = self.objective, self.m
         self.lb_cycles = self.lower_bound_cycles()
         self.shift = math.log2(self.lb_cycles)
-        mac_pJ, e_read, e_write = access_energy_table(self.arch)
+        mac_pJ, e_read, e_write = access_energy_table(self.arch, cluster_shared=False)
         top = self.top
         out_words = {t.name: used_words(self.problem, t) for t in self.problem.tensors}
         self.energy_ref = mac_pJ * self.problem.macs + sum(
@@ -807,8 +809,11 @@ class ScheduleModel:
         for acc in self.accesses():
             name = f"{acc.tensor}@L{acc.level}:{acc.kind}"
             self.access_logs[(acc.level, acc.tensor, acc.kind)] = acc.log_total
-            y = self.exp2(acc.log_total, name, *self.access_range(acc))
             lvl = acc.level
+            spread = self.cluster_spread_log(lvl)
+            lo, hi = self.access_range(acc)
+            # the energy of an access is shared by the utilized instances of its cluster
+            y = self.exp2(acc.log_total - spread, name, lo - self.m.bounds(spread)[1], hi)
             if acc.kind == "read":
                 energy.add(y, e_read[lvl] * self.lb_cycles)
             elif acc.kind == "fill":
@@ -818,7 +823,8 @@ class ScheduleModel:
                 if lvl == top:
                     energy.const -= e_read[lvl] * out_words[acc.tensor]
             if self._bandwidth_limited(lvl):
-                y_inst = y if lvl == top and self.arch.levels[lvl].instances == 1 else \
+                y_inst = y if lvl == top and self.arch.levels[lvl].instances == 1 and \
+                    not spread else \
                     self.exp2(acc.log_per_instance, name + "/inst",
                               *self.access_range(acc, per_instance=True))
                 if acc.kind in ("read", "update"):
@@ -840,6 +846,29 @@ class ScheduleModel:
                     m.ge(latency - words * (1.0 / bw), 0, f"latency>={what}[L{i}]")
         self.latency_var, self.energy_expr = latency, energy
         return latency * obj.latency + energy * (obj.energy / self.energy_ref)
+
+    def cluster_spread_log(self, level) -> Lin:
+        """log2 of how many utilized instances of `level` share one access (Timeloop's cluster):
+        max(0, log2(utilized instances) - log2(clusters)), the utilized instances being the
+        spatial factors above the level. A binary picks the branch of the max; the energy
+        objective pushes the variable up to it. Empty (0) when it cannot exceed 0."""
+        key = ("spread", level)
+        if key not in self._cache:
+            lv, m = self.arch.levels[level], self.m
+            clusters = max(1, lv.instances // max(1, lv.cluster_size))
+            out = Lin()
+            if lv.cluster_size > 1 and clusters < lv.instances:
+                above = self.spatial_log(range(level + 1, self.L)) - math.log2(clusters)
+                low, high = m.bounds(above)
+                high = min(high, math.log2(lv.instances / clusters))  # at most the cluster size
+                if high > 1e-9:
+                    s = m.add_var(f"spread[L{level}]", 0, high)
+                    shared = m.add_binary(f"shared[L{level}]")
+                    m.le(s - shared * high, 0)  # not shared: no spread
+                    m.le(s - above - shared * min(low, 0), -min(low, 0))  # shared: s <= above
+                    out = s
+            self._cache[key] = out
+        return self._cache[key]
 
     def _bandwidth_limited(self, level) -> bool:
         lv = self.arch.levels[level]

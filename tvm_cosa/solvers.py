@@ -27,6 +27,7 @@ SOLVER_CHOICES = ("auto",) + SOLVERS
 # Tight integrality: log2 tile sizes differ by ~1/(capacity * ln 2) near a capacity, so a
 # loose tolerance could round a solution just over a buffer's size.
 INT_TOL = 1e-7
+LP_TOL = 1e-9  # Gurobi's primal / dual feasibility tolerances
 
 
 @dataclass
@@ -331,6 +332,10 @@ def _solve_gurobi(milp, time_limit, mip_gap, threads, start) -> SolveResult:
                 model.addRange(expr, lo, hi)
         model.Params.Threads = threads
         model.Params.IntFeasTol = INT_TOL
+        # the tangent rows of 2^v differ in scale by orders of magnitude: at the default 1e-6
+        # Gurobi's bound can cut off the optimum (seen: 8e-5 above HiGHS's solution on simba)
+        model.Params.FeasibilityTol = LP_TOL
+        model.Params.OptimalityTol = LP_TOL
         model.Params.Seed = 0
         if time_limit is not None:
             model.Params.TimeLimit = float(time_limit)

@@ -21,6 +21,7 @@ from tvm_cosa.problem import prime_factors
 from tvm_cosa.uneven import box_violation, violations
 
 from test_cost_model import random_mapping
+from uneven_cases import gemmini_matmul_64
 
 TENSORS = ("Weights", "Inputs", "Outputs")
 
@@ -273,13 +274,7 @@ def test_lowering_a_boundary_shrinks_the_tile_and_never_saves_fills(seed, layer)
 def test_checker_accepts_uneven_tiles_that_fit_and_rejects_each_tensors_overflow():
     from dataclasses import replace
 
-    layer = Problem.matmul(M=64, N=64, K=64)
-    arch = preset("gemmini")
-    acc, spad = arch.level_index("Accumulator"), arch.level_index("Scratchpad")
-    levels = [LevelMapping() for _ in arch.levels]
-    levels[0].temporal = {"M": 4}
-    levels[acc] = LevelMapping(temporal={"M": 16}, spatial_x={"K": 16}, spatial_y={"N": 16})
-    levels[spad] = LevelMapping(temporal={"N": 4, "K": 4}, order=("N", "K"))
+    layer, arch, levels, acc, spad = gemmini_matmul_64()
     even = Mapping(levels)
     assert check_mapping(even, layer, arch) == []
     # Outputs at the accumulator spanning the scratchpad's loops too: all 64 x 64 words.

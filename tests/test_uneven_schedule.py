@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tvm_cosa import LevelMapping, Mapping, Problem, check_mapping, preset, schedule
+from tvm_cosa import Mapping, Problem, check_mapping, preset, schedule
 from tvm_cosa.cost_model import evaluate
 from tvm_cosa.scheduler import build_model, solve_checked
 from tvm_cosa.solvers import solve
+from uneven_cases import gemmini_matmul_64
 
 WORKLOADS = Path(__file__).parent / "data" / "workloads" / "resnet50"
 CASES = [("gemmini", "_outputs_input.125"), ("gemmini", "_outputs_input.128"),
@@ -55,13 +56,7 @@ def test_z_decision_picks_the_boundary_that_saves_refills():
     tile of the accumulator 4 times (even). Spanning the scratchpad's loops with the Outputs
     tile (it fits: 64 x 64 words) removes that; the MILP finds it, and the built-in model
     agrees it is faster and cheaper."""
-    problem = Problem.matmul(M=64, N=64, K=64)
-    arch = preset("gemmini")
-    acc, spad = arch.level_index("Accumulator"), arch.level_index("Scratchpad")
-    levels = [LevelMapping() for _ in arch.levels]
-    levels[0].temporal = {"M": 4}
-    levels[acc] = LevelMapping(temporal={"M": 16}, spatial_x={"K": 16}, spatial_y={"N": 16})
-    levels[spad] = LevelMapping(temporal={"N": 4, "K": 4}, order=("N", "K"))
+    problem, arch, levels, acc, spad = gemmini_matmul_64()
     pinned = Mapping(levels)
     even_model, uneven_model = build_model(problem, arch), build_model(problem, arch, uneven=True)
     even_model.fix(pinned)

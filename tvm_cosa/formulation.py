@@ -734,14 +734,26 @@ class ScheduleModel:
                                     Lin(const=macs) - self.spatial_log(range(chain[0] + 1), irr),
                                     from_macs=True))
             for c, p in zip(chain, chain[1:]):
-                base = self.tile_log(t.name, c) + self.fill_log(t.name, self.tile_level(t.name, c))
-                parent = (base + self.spatial_log(range(c + 1, p + 1), rel)
-                          + self.spatial_log(range(p + 1, self.L)))
-                out.append(self._access(p, t.name, kind, parent))
+                bases = self.tile_fills(t.name, c)
+                to_parent = (self.spatial_log(range(c + 1, p + 1), rel)
+                             + self.spatial_log(range(p + 1, self.L)))
+                out.append(self._choice_access(p, t.name, kind,
+                                               [(z, e + to_parent) for z, e in bases]))
                 if not t.is_output:
-                    out.append(self._access(c, t.name, "fill",
-                                            base + self.spatial_log(range(c + 1, self.L))))
+                    filled = self.spatial_log(range(c + 1, self.L))
+                    out.append(self._choice_access(c, t.name, "fill",
+                                                   [(z, e + filled) for z, e in bases]))
         return out
+
+    def tile_fills(self, tensor, level) -> list:
+        """[(choice binary or None, log2(tile words x times filled))] of the tensor's tile at
+        `level`: one option here; the uneven model offers one per tile boundary."""
+        return [(None, self.tile_log(tensor, level)
+                 + self.fill_log(tensor, self.tile_level(tensor, level)))]
+
+    def _choice_access(self, level, tensor, kind, options) -> Access:
+        (_, log_total), = options
+        return self._access(level, tensor, kind, log_total)
 
     def _access(self, level, tensor, kind, log_total, from_macs=False) -> Access:
         per_instance = log_total - self.spatial_log(range(level + 1, self.L))
@@ -813,7 +825,8 @@ class ScheduleModel:
             spread = self.cluster_spread_log(lvl)
             lo, hi = self.access_range(acc)
             # the energy of an access is shared by the utilized instances of its cluster
-            y = self.exp2(acc.log_total - spread, name, lo - self.m.bounds(spread)[1], hi)
+            shared = acc.log_total - spread if spread else acc.log_total
+            y = self.exp2(shared, name, lo - self.m.bounds(spread)[1], hi)
             if acc.kind == "read":
                 energy.add(y, e_read[lvl] * self.lb_cycles)
             elif acc.kind == "fill":

@@ -39,6 +39,10 @@ class ChoiceLin(Lin):
         super().__init__(terms, const)
         self.choices = list(choices)
 
+    def __sub__(self, other):  # e.g. the cluster spread of an energy term: every choice shifts
+        diff = Lin.__sub__(self, other)
+        return ChoiceLin(diff, diff.const, [(z, e - other) for z, e in self.choices])
+
 
 class UnevenScheduleModel(ScheduleModel):
     def __init__(self, problem, arch, objective=None, *, uneven=True, tile_levels=None, **kw):
@@ -204,28 +208,9 @@ class UnevenScheduleModel(ScheduleModel):
         return width
 
     # ---- access counts -------------------------------------------------------------------
-    def accesses(self) -> list[Access]:
-        out = []
-        macs = math.log2(self.problem.macs)
-        for t in self.problem.tensors:
-            chain = self.chain[t.name]
-            rel, irr = self.rel[t.name], self._irrelevant_dims(t.name)
-            kind = "update" if t.is_output else "read"
-            out.append(self._access(chain[0], t.name, kind,
-                                    Lin(const=macs) - self.spatial_log(range(chain[0] + 1), irr),
-                                    from_macs=True))
-            for c, p in zip(chain, chain[1:]):
-                bases = [(z, self.tile_log_at(t.name, c, b) + self.fill_log(t.name, b))
-                         for z, b in self.choice(t.name, c)]
-                to_parent = (self.spatial_log(range(c + 1, p + 1), rel)
-                             + self.spatial_log(range(p + 1, self.L)))
-                out.append(self._choice_access(p, t.name, kind,
-                                               [(z, e + to_parent) for z, e in bases]))
-                if not t.is_output:
-                    filled = self.spatial_log(range(c + 1, self.L))
-                    out.append(self._choice_access(c, t.name, "fill",
-                                                   [(z, e + filled) for z, e in bases]))
-        return out
+    def tile_fills(self, tensor, level) -> list:
+        return [(z, self.tile_log_at(tensor, level, b) + self.fill_log(tensor, b))
+                for z, b in self.choice(tensor, level)]
 
     def _choice_access(self, level, tensor, kind, options) -> Access:
         if len(options) == 1:

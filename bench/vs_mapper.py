@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tvm_cosa import Problem, load_architecture, preset  # noqa: E402
-from tvm_cosa.errors import CoSAError  # noqa: E402
-from tvm_cosa.scheduler import Objective, schedule  # noqa: E402
+from tvm_cosa.errors import CoSAError, InfeasibleError  # noqa: E402
+from tvm_cosa.scheduler import Objective, build_model, schedule  # noqa: E402
 from tvm_cosa.timeloop import (find_timeloop, parse_stats, run_timeloop,  # noqa: E402
                                write_architecture, write_problem)
 from tvm_cosa.timeloop.fuzz import random_case  # noqa: E402
@@ -77,10 +77,17 @@ def resnet_layers():
 
 
 def random_pairs(count, start=5000):
+    """`count` random (layer, architecture) pairs with a schedule at all (a pair whose smallest
+    tiles do not fit is skipped: no mapper finds one either)."""
     out, seed = [], start
     while len(out) < count:
         files, problem = random_case(seed)
         arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
+        try:
+            build_model(problem, arch)
+        except InfeasibleError:
+            seed += 1
+            continue
         out.append((f"random{seed}", arch, problem.renamed(f"seed{seed}")))
         seed += 1
     return out

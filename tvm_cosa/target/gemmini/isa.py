@@ -105,6 +105,16 @@ def address(expr):
     return tirx.Cast("uint32", tirx.bitwise_and(wide, tirx.const(_ADDRESS_MASK, "int64")))
 
 
+def exact_float32(value):
+    """A float32 constant passed by its bits: TVM's C back end prints float literals with 7
+    significant digits, which do not always round-trip (a requantization scale must)."""
+    import numpy as np
+    from tvm import tirx
+
+    bits = int(np.float32(value).view(np.uint32))
+    return tirx.call_intrin("float32", "tirx.reinterpret", tirx.const(bits, "uint32"))
+
+
 def call(name: str, *args):
     """An Evaluate statement issuing one gemmini.h command `name`, or (for a name that is not a
     gemmini.h command, e.g. gemmini_begin_op) calling the extern function `name`."""

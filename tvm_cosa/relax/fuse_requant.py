@@ -116,7 +116,7 @@ class _Chain:
     def next(self, var):
         """The binding (var, value) that is the only use of `var`, else None."""
         users = self.users.get(var, [])
-        if len(users) != 1:
+        if len(users) != 1 or users[0] is None:  # None: the function's result
             return None
         return users[0], self.bindings[users[0]]
 
@@ -158,8 +158,9 @@ def match_chain(acc_var, channels: int, chain: _Chain):
         while True:
             found = chain.next(var)
             if found is None:
-                raise NotFusable(f"its result has {len(chain.users.get(var, []))} uses (a "
-                                 "requantization chain needs exactly one)")
+                raise NotFusable(f"its result has {len(chain.users.get(var, []))} uses, or is "
+                                 "the function's result (a requantization chain needs "
+                                 "exactly one use)")
             previous, (var, value) = var, found
             replaced.append(var)
             name = _op_name(value)

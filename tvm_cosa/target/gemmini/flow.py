@@ -185,6 +185,9 @@ def counts_table(model, report=None) -> str:
         layers = [i for i, k in kernel_of.items() if kernel and k == kernel]
         where = ",".join(f"#{i}" for i in layers) or f"id {op_id}"
         label = f"{where} {info.get('kind', '')} {info.get('shape', '')}"
+        if info.get("requant"):  # one operator per scale / ReLU of the layers of this shape
+            r = info["requant"]
+            label += f" -> int8 x{r['scale']:.6g}{' relu' if r['relu'] else ''}"
         rows.append((label, model.counters(op_id)))
     rows.append(("total", model.counters()))
     header = ("operator",) + COUNT_COLUMNS

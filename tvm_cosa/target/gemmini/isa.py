@@ -35,6 +35,7 @@ COMMANDS = {
     "gemmini_extended_compute_preloaded": (0, 1),
     "gemmini_extended_compute_accumulated": (0, 1),
     "gemmini_loop_ws": (),  # DRAM pointers and block counts only
+    "gemmini_loop_conv_ws": (),
 }
 
 # gcc options that make the generated C see gemmini.h (the folder holding it goes in -I)

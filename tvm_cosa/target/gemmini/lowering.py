@@ -88,7 +88,7 @@ def lower(prim_func, op, mapping, arch, requant=None):
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
     if requant is not None and requant.bias:
         views[BIAS] = _bias_view(op, plan, views[OUTPUTS], bias)
-    emitter, loop_note = _emitter(plan, views, config, requant)
+    emitter, loop_note = _emitter(plan, views, config, requant, op)
     body = emitter.program(op_id, op)
     stmts = prologue + body + epilogue
     OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
@@ -108,15 +108,22 @@ def lower(prim_func, op, mapping, arch, requant=None):
     return _mark_scheduled(func)
 
 
-def _emitter(plan, views, config, requant=None):
-    """The program's emitter: one gemmini_loop_ws per CoSA tile where the tile allows it
-    (loops.py), else every command; and a note saying which and why."""
+def _emitter(plan, views, config, requant=None, op=None):
+    """The program's emitter: one gemmini_loop_ws (loops.py) or, for requantized
+    convolutions, one gemmini_loop_conv_ws (conv_loops.py) per CoSA tile where the tile allows
+    it, else every command; and a note saying which and why."""
     from . import loops
 
-    if requant is not None:  # (the functional model's loop_ws writes full-width C only)
+    if requant is not None:  # int8 outputs: loop_conv_ws where the tile allows it
+        from . import conv_loops
+
+        tile = conv_loops.loop_conv_ws_tile(plan, views, op) if loops.enabled() else "off"
+        if not isinstance(tile, str):
+            return (conv_loops.loop_conv_ws_emitter(_Emitter)(plan, views, config, tile,
+                                                              requant), "loop_conv_ws")
         emitter = _Emitter(plan, views, config)
         emitter.requant = requant
-        return emitter, "off: requantized int8 output (command by command)"
+        return emitter, tile
     if plan.dataflow == "OS":
         from .output_stationary import os_emitter
 

@@ -656,7 +656,9 @@ def summary(results: list[Result], seconds: Optional[float] = None) -> str:
     good = sum(r.ok for r in results)
     calls = sum(len(r.operator.calls) for r in results)
     text = (f"Spike: {good} of {len(results)} Gemmini operators ({calls} calls) bit-exact against "
-            "the functional model and onnxruntime (ConvInteger / MatMulInteger on the same inputs)")
+            "the functional model and onnxruntime (ConvInteger / MatMulInteger on the same inputs"
+            + ("; requantized operators: + bias, requantized in numpy as onnxruntime does)"
+               if any(r.operator.info.get("requant") for r in results) else ")"))
     return text + (f" in {seconds:.1f} s" if seconds is not None else "")
 
 

@@ -215,3 +215,52 @@ def test_qlinear_conv_requantizes_on_the_array_only_when_gemmini_can(case):
         assert "requantization on the Gemmini array: 0 of 1" in notes, notes
         reason = {"per_channel": "per-channel", "zero_point": "zero point"}[case]
         assert reason in notes
+
+
+def quantize_symmetric(model, folder):
+    """onnxruntime's quant_pre_process + quantize_static: QDQ, int8 activations and weights,
+    symmetric (zero points 0), per tensor, calibrated on seeded random inputs."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx.save(model, folder / "float.onnx")
+    quant_pre_process(str(folder / "float.onnx"), str(folder / "pre.onnx"))
+    (graph_input,) = model.graph.input
+    shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    rng = np.random.default_rng(0)
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{graph_input.name: rng.standard_normal(shape)
+                                  .astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(folder / "pre.onnx"), str(folder / "int8.onnx"), Calibration(),
+                    quant_format=QuantFormat.QDQ, per_channel=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True})
+    return onnx.load(folder / "int8.onnx")
+
+
+def test_a_symmetric_onnxruntime_quantized_graph_requantizes_every_layer_on_the_array(tmp_path):
+    """tiny_cnn (float) through onnxruntime's quantizer, symmetric per tensor: every conv
+    (grouped and depthwise too) and the Gemm requantize on Gemmini, exact against onnxruntime
+    (and on Spike)."""
+    from tvm_cosa.models import input_feed, tiny_cnn
+
+    model = quantize_symmetric(tiny_cnn(), tmp_path)
+    feed = input_feed(model)
+    compiled, runner, got, want = compile_and_run(model, feed)
+    ok, text = flow.compare(got, want, 0.0)
+    assert ok, text
+    layers = len(compiled.report.records)
+    assert f"requantization on the Gemmini array: {layers} of {layers}" in \
+        "\n".join(compiled.report.notes)
+    if SPIKE_MISSING is None:
+        operators = spike.capture(runner, compiled.mod, feed)
+        assert all(op.info["requant"] for op in operators)
+        results = spike.run_on_spike(operators, compiled.config, jobs=2)
+        assert all(r.ok for r in results), spike.results_table(results)

@@ -264,3 +264,23 @@ def test_a_symmetric_onnxruntime_quantized_graph_requantizes_every_layer_on_the_
         assert all(op.info["requant"] for op in operators)
         results = spike.run_on_spike(operators, compiled.config, jobs=2)
         assert all(r.ok for r in results), spike.results_table(results)
+
+
+def test_the_standard_build_runs_requantized_operators(tmp_path):
+    """GemminiPrepare + CoSAPass + FuseRequant in a Sequential, then tvm.compile and the VM."""
+    from tvm import relax
+
+    from tvm_cosa.relax.frontend import run_tvm
+    from tvm_cosa.relax.fuse_requant import FuseRequant
+    from tvm_cosa.relax.pass_ import CoSAPass
+    from tvm_cosa.target.gemmini import GemminiPrepare
+
+    model = conv_model(16, 32, 3, 1, 8, True, 5)
+    feed = {"input": np.random.default_rng(5).standard_normal((1, 16, 8, 8)).astype(np.float32)}
+    fuse = FuseRequant()
+    seq = tvm.transform.Sequential([GemminiPrepare("gemmini"), CoSAPass("gemmini", **OPTIONS),
+                                    fuse.pass_])
+    mod = seq(import_onnx(model))
+    assert fuse.report.fused == 1, fuse.report.text()
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    assert np.array_equal(run_tvm(vm, feed)[0], run_onnxruntime(model, feed)[0])

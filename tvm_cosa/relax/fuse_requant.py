@@ -4,6 +4,7 @@ result requantized by separate operators on the CPU.
 
     compiled = flow.compile_module(mod, "gemmini")       # applies it after CoSAPass
     mod, fusions = fuse_requant(mod)                     # or by hand, on a CoSAPass output
+    seq = tvm.transform.Sequential([GemminiPrepare(16), CoSAPass("gemmini"), FuseRequant().pass_])
 
 It runs after CoSAPass has scheduled and lowered the operators, because whether the fused form
 is exact depends on CoSA's plan: the scaled mvout writes int8, so every output must leave the
@@ -341,6 +342,25 @@ def fuse_requant(mod):
         out = out.with_attrs(mod.attrs) if hasattr(out, "with_attrs") else tvm.IRModule(
             out.functions, attrs=mod.attrs)
     return out, report
+
+
+class FuseRequant:
+    """`fuse_requant` as a TVM module pass, to put after CoSAPass in a Sequential (the
+    standard `tvm.compile` build); after a run, `report` is its FusionReport."""
+
+    def __init__(self):
+        import tvm
+
+        self.report: Optional[FusionReport] = None
+        self.pass_ = tvm.transform.module_pass(self._transform, opt_level=0,
+                                               name="FuseRequant")
+
+    def _transform(self, mod, ctx):
+        mod, self.report = fuse_requant(mod)
+        return mod
+
+    def __call__(self, mod):
+        return self.pass_(mod)
 
 
 def _vars_in(expr) -> list:

@@ -92,7 +92,7 @@ def main():
                              info.get("loop_ws", "")))
             for row in sorted(rows, key=lambda r: -r[2]):
                 if row[6] in ("loop_ws", "loop_conv_ws") or "half" in row[6] or \
-                        "strided" in row[6] or "reduction" in row[6]:
+                        "strided" in row[6] or "reduction" in row[6] or "skips" in row[6]:
                     print(" | ".join(str(v) for v in row))
         print(f"\n{name} ({args.image_size}x{args.image_size}) totals:")
         for variant, (outputs, _, total, seconds) in runs.items():

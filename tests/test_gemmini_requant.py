@@ -210,7 +210,7 @@ def test_qlinear_conv_requantizes_on_the_array_only_when_gemmini_can(case):
         if SPIKE_MISSING is None:
             operators = spike.capture(runner, compiled.mod, feed)
             (result,) = spike.run_on_spike(operators, compiled.config, jobs=1)
-            assert result.ok and result.commands["mvout"] > 0, result.message
+            assert result.ok, result.message
     else:
         assert "requantization on the Gemmini array: 0 of 1" in notes, notes
         reason = {"per_channel": "per-channel", "zero_point": "zero point"}[case]

@@ -60,6 +60,9 @@ def loop_conv_ws_tile(plan, views, op):
     (ph, kh, sh, dh), (pw, kw, sw, dw) = dims.windows
     if sh != sw or dh != dw:
         return "different strides or dilations along H and W (loop_conv_ws takes one each)"
+    if sh > (size[kh] - 1) * dh + 1:
+        return (f"stride {sh} skips input rows the {size[kh]}x{size[kw]} window never reads; "
+                "loop_conv_ws would move them all (its downsample mode is not lowered)")
     position = max(plan.tiles[t].fill for t in (INPUTS, WEIGHTS, OUTPUTS))
     split = sorted({lp.dim for lp in plan.loops[:position] if lp.dim in plan.reductions()})
     if split:

@@ -170,42 +170,51 @@ def test_without_requant_the_int32_result_leaves_the_array():
     assert not any("requantization on the Gemmini array" in n for n in plain.report.notes)
 
 
-def qlinear_conv_model(w_scale, y_zero_point=0, cin=16, cout=32, hw=6, seed=0):
-    """QLinearConv on int8 input / weights, symmetric (zero points 0), int32 bias."""
+def qlinear_conv_model(w_scale, y_zero_point=0, cin=16, cout=32, hw=6, seed=0, y_type="int8"):
+    """QLinearConv on int8 weights (zero point 0), int32 bias; int8 input and output (zero
+    point 0 in) or uint8 ones (zero point 128 in: onnxruntime wants the same types)."""
+    onnx_type = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8}[y_type]
     rng = np.random.default_rng(seed)
-    w = rng.integers(-127, 128, (cout, cin, 3, 3), dtype=np.int8)
+    # uint8 x int8: 7-bit weights, as onnxruntime's u8s8 kernel without VNNI saturates pairs
+    # of 8-bit products (the README's "differs" rows)
+    limit = 128 if y_type == "int8" else 64
+    w = rng.integers(-limit + 1, limit, (cout, cin, 3, 3), dtype=np.int8)
     bias = rng.integers(-3000, 3000, cout, dtype=np.int32)
     w_scale = np.asarray(w_scale, np.float32)
     inits = [helper.make_tensor("xs", TensorProto.FLOAT, [], [0.0213]),
-             helper.make_tensor("xz", TensorProto.INT8, [], [0]),
+             helper.make_tensor("xz", onnx_type, [], [0 if y_type == "int8" else 128]),
              onnx.numpy_helper.from_array(w, "w"),
              onnx.numpy_helper.from_array(w_scale, "ws"),
              onnx.numpy_helper.from_array(np.zeros(w_scale.shape, np.int8), "wz"),
              helper.make_tensor("ys", TensorProto.FLOAT, [], [0.3777]),
-             helper.make_tensor("yz", TensorProto.INT8, [], [y_zero_point]),
+             helper.make_tensor("yz", onnx_type, [], [y_zero_point]),
              onnx.numpy_helper.from_array(bias, "b")]
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
                             ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     graph = helper.make_graph([node], "qlinearconv",
-                              [helper.make_tensor_value_info("x", TensorProto.INT8,
-                                                             [1, cin, hw, hw])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+                              [helper.make_tensor_value_info("x", onnx_type, [1, cin, hw, hw])],
+                              [helper.make_tensor_value_info("y", onnx_type, None)],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model
 
 
-@pytest.mark.parametrize("case", ["per_tensor", "per_channel", "zero_point"])
+@pytest.mark.parametrize("case", ["per_tensor", "uint8_128", "per_channel", "zero_point",
+                                  "uint8_100"])
 def test_qlinear_conv_requantizes_on_the_array_only_when_gemmini_can(case):
     w_scale = {"per_tensor": 0.00731,
                "per_channel": np.linspace(0.002, 0.01, 32)}.get(case, 0.00731)
-    model = qlinear_conv_model(w_scale, y_zero_point=5 if case == "zero_point" else 0)
-    feed = {"x": np.random.default_rng(1).integers(-128, 128, (1, 16, 6, 6), dtype=np.int8)}
+    zero_point = {"zero_point": 5, "uint8_128": 128, "uint8_100": 100}.get(case, 0)
+    model = qlinear_conv_model(w_scale, y_zero_point=zero_point,
+                               y_type="uint8" if case.startswith("uint8") else "int8")
+    x = np.random.default_rng(1).integers(-128, 128, (1, 16, 6, 6), dtype=np.int8)
+    feed = {"x": (x.astype(np.int32) + 128).astype(np.uint8) if case.startswith("uint8") else x}
     compiled, runner, got, want = compile_and_run(model, feed)
-    assert np.array_equal(got[0], want[0])
+    assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0])
     notes = "\n".join(compiled.report.notes)
-    if case == "per_tensor":  # a multiplier that is not a power of two, passed by its bits
+    if case in ("per_tensor", "uint8_128"):  # a multiplier that is not a power of two, passed
+        # by its bits; uint8 with zero point 128 is the int8 result + 128
         assert "requantization on the Gemmini array: 1 of 1" in notes, notes
         if SPIKE_MISSING is None:
             operators = spike.capture(runner, compiled.mod, feed)
@@ -213,7 +222,8 @@ def test_qlinear_conv_requantizes_on_the_array_only_when_gemmini_can(case):
             assert result.ok, result.message
     else:
         assert "requantization on the Gemmini array: 0 of 1" in notes, notes
-        reason = {"per_channel": "per-channel", "zero_point": "zero point"}[case]
+        reason = {"per_channel": "per-channel", "zero_point": "output zero point 5.0",
+                  "uint8_100": "output zero point 100.0"}[case]
         assert reason in notes
 
 

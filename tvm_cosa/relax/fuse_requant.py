@@ -21,14 +21,16 @@ any operator that is not Gemmini-lowered, is left as it is, with the reason in t
     [acc = relu(acc)]
     f = astype(acc, "float32")
     either  [f = permute_dims(f)]; y = quantize(f, scale, zero_point=0, out_dtype="int8")
+            (or zero_point=128, out_dtype="uint8": the int8 result + 128, added on the CPU)
             (scale: one power of two, so float(acc) / scale == float(acc) * (1 / scale) exactly)
     or      y = astype(clip(round(multiply(f, m) [+ 0]), -128, 127), "int8")
+            (or + 128, clip 0..255, "uint8")
             (m: one float32 multiplier, as onnx_int8's QLinearConv / QLinearMatMul requantize)
 
 Gemmini's ACC_SCALE is `saturate_int8(round_half_even(float32(acc) * m))` followed by the
 activation: the same bits as these chains when m > 0 (ReLU commutes with a positive scale).
-Per-channel multipliers, non-zero output zero points, other output types and scales that are
-not a power of two (a division) are not what ACC_SCALE computes, and stay on the CPU.
+Per-channel multipliers, other output zero points, other output types and scales that are not
+a power of two (a division) are not what ACC_SCALE computes, and stay on the CPU.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ class NotFusable(Exception):
 
 
 LAYOUT_OPS = ("relax.permute_dims", "relax.strided_slice")
+# output type -> the zero point that makes it Gemmini's int8 result: uint8 activations are
+# int8 ones shifted by 128 (saturate_uint8(r + 128) == saturate_int8(r) + 128)
+OUTPUT_ZERO_POINT = {"int8": 0.0, "uint8": 128.0}
 
 
 def _channel_prefix(value, ndim) -> Optional[int]:
@@ -197,12 +202,13 @@ def match_chain(acc_var, channels: int, chain: _Chain):
         raise NotFusable(f"cast to {_dtype(value)}, not float32")
     value = step(("relax.quantize", "relax.multiply"))
     if _op_name(value) == "relax.quantize":
-        scale, zero = _scalar(chain.resolve(value.args[1])), chain.resolve(value.args[2])
-        zero = _scalar(zero)
-        if str(value.attrs.out_dtype) != "int8":
-            raise NotFusable(f"quantizes to {value.attrs.out_dtype} (Gemmini writes int8)")
-        if zero != 0:
-            raise NotFusable("a non-zero or non-constant output zero point")
+        scale, zero = _scalar(chain.resolve(value.args[1])), _scalar(chain.resolve(value.args[2]))
+        out_dtype = str(value.attrs.out_dtype)
+        if out_dtype not in OUTPUT_ZERO_POINT:
+            raise NotFusable(f"quantizes to {out_dtype} (Gemmini writes int8)")
+        if zero != OUTPUT_ZERO_POINT[out_dtype]:
+            raise NotFusable(f"output zero point {zero} (Gemmini's int8 needs "
+                             f"{OUTPUT_ZERO_POINT[out_dtype]} for {out_dtype})")
         if scale is None:
             raise NotFusable("a per-channel or non-constant scale")
         mantissa, _ = np.frexp(np.float32(scale))
@@ -217,21 +223,26 @@ def match_chain(acc_var, channels: int, chain: _Chain):
             raise NotFusable("a per-channel or non-constant multiplier")
         value = step(("relax.round",))
         value = step(("relax.add", "relax.clip"))
+        zero = 0.0
         if _op_name(value) == "relax.add":
             other = [a for a in value.args if not a.same_as(step.previous)]
-            if len(other) != 1 or _scalar(chain.resolve(other[0])) != 0:
-                raise NotFusable("a non-zero or non-constant output zero point")
+            zero = _scalar(chain.resolve(other[0])) if len(other) == 1 else None
             value = step(("relax.clip",))
         low, high = _scalar(value.args[1]), _scalar(value.args[2])
-        if (low, high) != (-128.0, 127.0):
-            raise NotFusable(f"clips to [{low}, {high}], not the int8 range")
         value = step(("relax.astype",))
-        if _dtype(value) != "int8":
-            raise NotFusable(f"casts to {_dtype(value)} (Gemmini writes int8)")
+        out_dtype = _dtype(value)
+        if out_dtype not in OUTPUT_ZERO_POINT:
+            raise NotFusable(f"casts to {out_dtype} (Gemmini writes int8)")
+        info = np.iinfo(out_dtype)
+        if (low, high) != (float(info.min), float(info.max)):
+            raise NotFusable(f"clips to [{low}, {high}], not the {out_dtype} range")
+        if zero != OUTPUT_ZERO_POINT[out_dtype]:
+            raise NotFusable(f"output zero point {zero} (Gemmini's int8 needs "
+                             f"{OUTPUT_ZERO_POINT[out_dtype]} for {out_dtype})")
     if not multiplier > 0 or not np.isfinite(np.float32(multiplier)):
         raise NotFusable(f"multiplier {multiplier!r} is not a positive float32")
     requant = Requant(scale=multiplier, relu=relu, bias=bias is not None)
-    return requant, bias, replaced, var, layout
+    return requant, bias, replaced, var, layout, out_dtype
 
 
 def _gemmini_call(value, mod):
@@ -288,7 +299,7 @@ def fuse_requant(mod):
             channels = (dict(zip(op.layout, out_shape))["C"] if op.kind == "conv2d"
                         else out_shape[-1])
             try:
-                requant, bias, replaced, last, layout = match_chain(var, channels, chain)
+                requant, bias, replaced, last, layout, dtype = match_chain(var, channels, chain)
             except NotFusable as err:
                 report.fusions.append(Fusion(kernel.name_hint, shape, False, str(err)))
                 continue
@@ -299,7 +310,7 @@ def fuse_requant(mod):
             except UnsupportedMapping as err:
                 report.fusions.append(Fusion(kernel.name_hint, shape, False, str(err), requant))
                 continue
-            plans[last] = (key, value.args[1], bias, out_shape, layout)
+            plans[last] = (key, value.args[1], bias, out_shape, layout, dtype)
             dropped.update([var] + replaced[:-1])
             what = [f"scale {requant.scale:.9g}"] + (["bias"] if bias is not None else []) + \
                 (["ReLU"] if requant.relu else [])
@@ -318,7 +329,7 @@ def fuse_requant(mod):
                 return  # replaced by the fused call (the chain's last binding)
             if binding.var not in plans:
                 return super().visit_var_binding_(binding)
-            key, args, bias, out_shape, layout = plans[binding.var]
+            key, args, bias, out_shape, layout, dtype = plans[binding.var]
             if key not in self.gvars:
                 self.gvars[key] = self.builder_.add_func(lowered[key], f"{key[0]}_requant")
             operands = [self.visit_expr(a) for a in args]
@@ -329,6 +340,10 @@ def fuse_requant(mod):
             for original in layout:  # the same layout steps, on int8
                 fused = relax.Call(original.op, [self.builder_.emit(fused)] +
                                    list(original.args[1:]), original.attrs, original.ty_args)
+            if dtype == "uint8":  # the int8 result shifted by 128 (on the CPU)
+                wide = relax.op.astype(self.builder_.emit(fused), "int32")
+                fused = relax.op.astype(self.builder_.emit(relax.op.add(
+                    wide, relax.const(np.int32(128), "int32"))), "uint8")
             new_var = self.builder_.emit(fused, name_hint=binding.var.name)
             self.set_var_remap(binding.var, new_var)
 

@@ -128,7 +128,14 @@ class NotFusable(Exception):
     pass
 
 
-LAYOUT_OPS = ("relax.permute_dims", "relax.strided_slice")
+LAYOUT_OPS = ("relax.permute_dims", "relax.strided_slice", "relax.reshape")
+
+
+def _last_dim(expr) -> Optional[int]:
+    try:
+        return int(expr.ty.shape.values[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
 # output type -> the zero point that makes it Gemmini's int8 result: uint8 activations are
 # int8 ones shifted by 128 (saturate_uint8(r + 128) == saturate_int8(r) + 128)
 OUTPUT_ZERO_POINT = {"int8": 0.0, "uint8": 128.0}
@@ -150,7 +157,8 @@ def _channel_prefix(value, ndim) -> Optional[int]:
 def match_chain(acc_var, channels: int, chain: _Chain):
     """(Requant, bias constant or None (padded to `channels`), the bindings after acc_var that
     the fusion replaces, the last binding's var, the layout steps (permute_dims / channel
-    strided_slice calls, in order) to replay on the int8 result). Raises NotFusable."""
+    strided_slice / reshape calls, in order) to replay on the int8 result, the output type).
+    Raises NotFusable."""
     from ..target.gemmini.requant import Requant
 
     var, bias, relu, layout = acc_var, None, False, []
@@ -172,6 +180,10 @@ def match_chain(acc_var, channels: int, chain: _Chain):
             name = _op_name(value)
             if name == "relax.permute_dims" and bias_done:
                 layout.append(value)
+                continue
+            if name == "relax.reshape" and _last_dim(value) is not None and \
+                    _last_dim(value) == _last_dim(previous):
+                layout.append(value)  # (the channels stay the last axis: the bias broadcasts)
                 continue
             if name == "relax.strided_slice" and not layout:
                 kept = _channel_prefix(value, len(value.ty.shape.values))

@@ -81,8 +81,11 @@ def lower(prim_func, op, mapping, arch, requant=None):
 
         check_requant(plan, requant)
         identity += f":{requant.key()}"
-        signature = fused_signature(prim_func, _output_channels(op, params[2]))
-        data, weight, bias, out = signature.params
+        signature = fused_signature(prim_func, _output_channels(op, params[2]), requant.bias)
+        if requant.bias:
+            data, weight, bias, out = signature.params
+        else:
+            data, weight, out = signature.params
         params = [data, weight, out]
     op_id = zlib.crc32(identity.encode()) & 0x7FFFFFFF
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
@@ -114,16 +117,28 @@ def _emitter(plan, views, config, requant=None, op=None):
     it, else every command; and a note saying which and why."""
     from . import loops
 
-    if requant is not None:  # int8 outputs: loop_conv_ws where the tile allows it
+    if requant is not None:  # int8 outputs: loop_conv_ws, else loop_ws, where a tile allows
         from . import conv_loops
 
-        tile = conv_loops.loop_conv_ws_tile(plan, views, op) if loops.enabled() else "off"
-        if not isinstance(tile, str):
-            return (conv_loops.loop_conv_ws_emitter(_Emitter)(plan, views, config, tile,
-                                                              requant), "loop_conv_ws")
-        emitter = _Emitter(plan, views, config)
+        if not loops.enabled():
+            emitter, note = _Emitter(plan, views, config), "off"
+        else:
+            tile = conv_loops.loop_conv_ws_tile(plan, views, op) if op.kind == "conv2d" \
+                else "not a convolution"
+            if not isinstance(tile, str):
+                return (conv_loops.loop_conv_ws_emitter(_Emitter)(plan, views, config, tile,
+                                                                  requant), "loop_conv_ws")
+            ws_tile = loops.loop_ws_tile(plan, views)
+            if not isinstance(ws_tile, str):
+                emitter = loops.loop_ws_emitter(_Emitter)(plan, views, config, ws_tile)
+                emitter.requant = requant
+                return emitter, "loop_ws"
+            emitter = _Emitter(plan, views, config)
+            note = tile if op.kind == "conv2d" and not tile.startswith("stride") else ws_tile
+            if op.kind == "conv2d" and ws_tile != tile:
+                note = f"loop_conv_ws: {tile}; loop_ws: {ws_tile}"
         emitter.requant = requant
-        return emitter, tile
+        return emitter, note
     if plan.dataflow == "OS":
         from .output_stationary import os_emitter
 

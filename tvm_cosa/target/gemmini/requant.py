@@ -68,15 +68,22 @@ def check_requant(plan, requant: Requant):
             "cannot be written by the accumulator")
 
 
-def fused_signature(prim_func, bias_channels: int):
-    """A PrimFunc (input, weight, bias int32[bias_channels], output int8) with the shapes of the
-    legalized operator `prim_func` (input, weight, output int32); its body is replaced."""
+def fused_signature(prim_func, bias_channels: int, bias: bool = True):
+    """A PrimFunc (input, weight, [bias int32[bias_channels],] output int8) with the shapes of
+    the legalized operator `prim_func` (input, weight, output int32); its body is replaced."""
     from tvm import te
 
     data, weight, out = prim_func.params
     shape = lambda p: [int(n) for n in p.shape]  # noqa: E731
     x = te.placeholder(shape(data), str(data.dtype), name="data")
     w = te.placeholder(shape(weight), str(weight.dtype), name="weight")
-    b = te.placeholder([bias_channels], "int32", name="bias")
-    y = te.compute(shape(out), lambda *i: b[i[-1] % bias_channels].astype("int8"), name="output")
-    return te.create_prim_func([x, w, b, y]).without_attr("global_symbol")
+    # (the body is replaced: the computation here only declares the output buffer)
+    if bias:
+        b = te.placeholder([bias_channels], "int32", name="bias")
+        y = te.compute(shape(out), lambda *i: b[i[-1] % bias_channels].astype("int8"),
+                       name="output")
+        args = [x, w, b, y]
+    else:
+        y = te.compute(shape(out), lambda *i: x[(0,) * len(x.shape)], name="output")
+        args = [x, w, y]
+    return te.create_prim_func(args).without_attr("global_symbol")

@@ -80,7 +80,9 @@ int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_co
  * k == K - 1 (if C is not NULL). A sits at scratchpad row 0, B ends at half the scratchpad:
  * the working set must fit half of each memory (double buffering). Strides are in elements; the
  * DRAM row strides of the moves are the configured ones (config_ld ids 0, 1, 2, config_st).
- * Modelled: full_C = 1, low_D = 0, no activation, transposes, resadd; spad ids 0 / 1 / 2. */
+ * full_C = 0 moves C out scaled to elem_t through config_st's scale and activation (the act
+ * operand, NO_ACTIVATION or RELU, is not read, as in libgemmini). Modelled: low_D = 0, no
+ * transposes or resadd; spad ids 0 / 1 / 2. */
 int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
                         int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
                         int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,

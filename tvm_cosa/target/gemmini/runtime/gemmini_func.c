@@ -521,8 +521,10 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
     return fail(cmd, "bounds I=%d J=%d K=%d; each must be in 1..65535 blocks", I, J, K);
   if (pad_I < 0 || pad_I >= DIM || pad_J < 0 || pad_J >= DIM || pad_K < 0 || pad_K >= DIM)
     return fail(cmd, "padding %d, %d, %d; each must be in 0..%d", pad_I, pad_J, pad_K, DIM - 1);
-  if (!full_C || low_D || act != NO_ACTIVATION || A_transpose || B_transpose || is_resadd)
-    return fail(cmd, "only full_C = 1, low_D = 0, no activation, transposes or resadd are "
+  /* act is not read: like libgemmini, a scaled mvout (full_C = 0) applies config_st's scale and
+   * activation */
+  if (low_D || (act != NO_ACTIVATION && act != RELU) || A_transpose || B_transpose || is_resadd)
+    return fail(cmd, "only low_D = 0, no activation or ReLU, no transposes or resadd are "
                      "modelled");
   if (st.dataflow != WEIGHT_STATIONARY || !st.configured)
     return fail(cmd, "needs the weight-stationary dataflow configured (config_ex)");
@@ -535,7 +537,8 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
   uint32_t a_start = a_spad_id == 2 ? SP_ROWS / 2 : 0;
   uint32_t b_start = (b_spad_id == 2 ? SP_ROWS : SP_ROWS / 2) - (uint32_t)(K * J * DIM);
   const uint32_t d_start = GEMMINI_ACC_BIT;
-  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT;
+  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | (full_C ? GEMMINI_FULL_BIT : 0);
+  const size_t c_size = full_C ? sizeof(acc_t) : sizeof(elem_t);
   count(GEMMINI_LOOP_WS, 1);
   int64_t before = commands_so_far();
   char *a = (char*)A, *b = (char*)B, *d = (char*)D, *c = (char*)C;
@@ -565,7 +568,7 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
                                  (int32_t)out_addr, b_cols, b_rows, b_cols, a_rows);
         compute(i == 0, (int32_t)a_addr, (int32_t)GARBAGE_ADDR, a_cols, a_rows, DIM, DIM);
         if (c != NULL && k == K - 1)
-          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * sizeof(acc_t),
+          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * c_size,
                                  (int32_t)c_addr, b_cols, a_rows);
       }
   count(GEMMINI_LOOP_COMMANDS, commands_so_far() - before);

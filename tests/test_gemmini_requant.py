@@ -294,3 +294,56 @@ def test_the_standard_build_runs_requantized_operators(tmp_path):
     assert fuse.report.fused == 1, fuse.report.text()
     vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
     assert np.array_equal(run_tvm(vm, feed)[0], run_onnxruntime(model, feed)[0])
+
+
+def scaled_loop_ws_program(rng, I, J, K, pads, relu, scale):
+    """loop_ws with the bias as a repeating D (D stride 0, config_ld stride 0), accumulated
+    onto (ex_accumulate), and C moved out as int8 through config_st's scale (full_C = 0)."""
+    pad_i, pad_j, pad_k = pads
+    m, n, k = I * 16 - pad_i, J * 16 - pad_j, K * 16 - pad_k
+    a = rng.integers(-128, 128, (m, k))
+    b = rng.integers(-128, 128, (k, n))
+    bias = rng.integers(-2 ** 16, 2 ** 16, n)
+    bits = int(np.float32(scale).view(np.uint32))
+    source = (c_array("A", "int8_t", a) + c_array("B", "int8_t", b) +
+              c_array("bias", "int32_t", bias) + f"static int8_t C[{m}][{n}];\n" + f"""
+int main(void) {{
+  union {{ uint32_t bits; float value; }} scale = {{ {bits}u }};
+  gemmini_flush(0);
+  gemmini_extended_config_ex(WEIGHT_STATIONARY, 0, 0, 1, 0, 0);
+  GEMMINI_CONFIG_LD({k}, 0);
+  GEMMINI_CONFIG_LD({n}, 1);
+  GEMMINI_CONFIG_LD(0, 2);
+  gemmini_extended_config_st({n}, {int(relu)}, scale.value);
+  gemmini_loop_ws({I}, {J}, {K}, {pad_i}, {pad_j}, {pad_k}, A, B, bias, C, {k}, {n}, 0, {n},
+                  0, 0, 0, 0, 1, {int(relu)}, 0, 0, 0);
+  gemmini_fence();
+#ifdef TVM_COSA_MODEL
+  if (gemmini_status()) {{ printf("ERROR %s\\\\n", gemmini_error_message()); return 1; }}
+#endif
+  printf("BEGIN\\n");
+  for (int i = 0; i < {m}; i++) for (int j = 0; j < {n}; j++) printf("%d\\n", C[i][j]);
+  printf("END\\n");
+  return 0;
+}}
+""")
+    return source, (a, b, bias)
+
+
+@settings(max_examples=5, deadline=None, derandomize=True, phases=[Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(blocks=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+       pads=st.tuples(st.integers(0, 15), st.integers(0, 15), st.integers(0, 15)),
+       relu=st.booleans(), scale=st.sampled_from([2.0 ** -12, 0.000317, 0.0041]),
+       seed=st.integers(0, 1000))
+def test_loop_ws_with_a_repeating_bias_and_scaled_int8_c_matches_libgemmini(
+        tmp_path_factory, blocks, pads, relu, scale, seed):
+    source, (a, b, bias) = scaled_loop_ws_program(np.random.default_rng(seed), *blocks, pads,
+                                                  relu, np.float32(scale))
+    want = Requant(float(np.float32(scale)), relu).apply(
+        (a @ b + bias).astype(np.int64).astype(np.int32))
+    folder = tmp_path_factory.mktemp("loop_ws")
+    model = run_on_model(source, folder / "model", GemminiConfig())
+    assert np.array_equal(np.array(model.split(), np.int64).reshape(want.shape), want)
+    if SPIKE_MISSING is None:
+        assert run_on_spike(source, folder / "spike") == model

@@ -20,12 +20,16 @@ any operator that is not Gemmini-lowered, is left as it is, with the reason in t
     [acc = add(acc, bias)]        bias: an int32 constant along the output channel only
     [acc = relu(acc)]
     f = astype(acc, "float32")
-    either  [f = permute_dims(f)]; y = quantize(f, scale, zero_point=0, out_dtype="int8")
+    either  y = quantize(f, scale, zero_point=0, out_dtype="int8")
             (or zero_point=128, out_dtype="uint8": the int8 result + 128, added on the CPU)
             (scale: one power of two, so float(acc) / scale == float(acc) * (1 / scale) exactly)
     or      y = astype(clip(round(multiply(f, m) [+ 0]), -128, 127), "int8")
             (or + 128, clip 0..255, "uint8")
             (m: one float32 multiplier, as onnx_int8's QLinearConv / QLinearMatMul requantize)
+
+with layout steps anywhere after the bias (permute_dims; reshapes that keep the channels the
+last axis) or right after the operator (the strided_slice of channels GemminiPrepare padded):
+they are replayed, in order, on the int8 result.
 
 Gemmini's ACC_SCALE is `saturate_int8(round_half_even(float32(acc) * m))` followed by the
 activation: the same bits as these chains when m > 0 (ReLU commutes with a positive scale).
@@ -321,6 +325,11 @@ def fuse_requant(mod):
                     lowered[key] = lowering.lower(prim_func, op, mapping, arch, requant=requant)
             except UnsupportedMapping as err:
                 report.fusions.append(Fusion(kernel.name_hint, shape, False, str(err), requant))
+                continue
+            except Exception as err:  # noqa: BLE001 - the layer keeps its int32 operator
+                report.fusions.append(Fusion(kernel.name_hint, shape, False,
+                                             f"lowering failed: {type(err).__name__}: {err}",
+                                             requant))
                 continue
             plans[last] = (key, value.args[1], bias, out_shape, layout, dtype)
             dropped.update([var] + replaced[:-1])

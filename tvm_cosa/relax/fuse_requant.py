@@ -304,6 +304,8 @@ def fuse_requant(mod):
             if found is None:
                 continue
             kernel, prim = found
+            if _dtype(value) != "int32":  # float32 operators have no requantization
+                continue
             op_id = int(prim.attrs[OP_ATTR])
             info = lowering.OP_REGISTRY.get(op_id, {})
             shape = f"{info.get('kind', '')} {info.get('shape', '')}".strip()

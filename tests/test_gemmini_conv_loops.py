@@ -186,6 +186,9 @@ def test_requantized_convolutions_run_one_loop_conv_ws_per_tile(cin, cout, k, st
             (result,) = spike.run_on_spike(operators, compiled.config, jobs=1)
             assert result.ok, result.message
             assert result.commands.get("loop_conv_ws", 0) >= 1
+    elif note == "loop_ws":  # a 1x1 layer loop_conv_ws declines, as a matrix product
+        assert counters["looped"]["loop_ws"] >= 1 and counters["looped"]["loop_conv_ws"] == 0
+        assert issued(counters["looped"]) < issued(counters["plain"])
     else:  # the reason is one of the rules of conv_loops.loop_conv_ws_tile
         assert counters["looped"]["loop_conv_ws"] == 0
         assert any(why in note for why in ("splits the reduction", "does not fit half",

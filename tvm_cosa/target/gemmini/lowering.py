@@ -90,7 +90,7 @@ def lower(prim_func, op, mapping, arch, requant=None):
     op_id = zlib.crc32(identity.encode()) & 0x7FFFFFFF
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
     if requant is not None and requant.bias:
-        views[BIAS] = _bias_view(op, plan, views[OUTPUTS], bias)
+        views[BIAS] = _bias_view(op, plan, bias)
     emitter, loop_note = _emitter(plan, views, config, requant, op)
     body = emitter.program(op_id, op)
     stmts = prologue + body + epilogue
@@ -134,9 +134,7 @@ def _emitter(plan, views, config, requant=None, op=None):
                 emitter.requant = requant
                 return emitter, "loop_ws"
             emitter = _Emitter(plan, views, config)
-            note = tile if op.kind == "conv2d" and not tile.startswith("stride") else ws_tile
-            if op.kind == "conv2d" and ws_tile != tile:
-                note = f"loop_conv_ws: {tile}; loop_ws: {ws_tile}"
+            note = f"loop_conv_ws: {tile}; loop_ws: {ws_tile}" if op.kind == "conv2d" else ws_tile
         emitter.requant = requant
         return emitter, note
     if plan.dataflow == "OS":
@@ -169,7 +167,7 @@ def _output_channels(op, out) -> int:
     return shape[-1]
 
 
-def _bias_view(op, plan, out_view, bias):
+def _bias_view(op, plan, bias):
     """The bias as a DRAM view over the output's axes: stride 1 along the output channel (and
     the channels of a group along the group axis), 0 along every other axis, so the rows of an
     accumulator tile all read the same bias row (mvin3 with a DRAM row stride of 0)."""

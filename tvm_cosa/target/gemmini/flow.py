@@ -63,9 +63,12 @@ def matched_config(prepared_mod, arch="gemmini", dtype: str = AUTO) -> GemminiCo
                    else dtype)
 
 
-def compile_module(mod, arch="gemmini", *, dtype: str = AUTO, **cosa_options) -> Compiled:
+def compile_module(mod, arch="gemmini", *, dtype: str = AUTO, requant: bool = True,
+                   **cosa_options) -> Compiled:
     """GemminiPrepare, then CoSAPass for the configuration matched to the module's element type
-    (`matched_config`). `cosa_options` go to CoSAPass (solver, check, cache, jobs, ...)."""
+    (`matched_config`), then (`requant=True`) each int8 requantization Gemmini computes exactly
+    folded into its operator (relax/fuse_requant.py; the report's notes say which).
+    `cosa_options` go to CoSAPass (solver, check, cache, jobs, ...)."""
     from ...relax.pass_ import CoSAPass
     from .prepare import GemminiPrepare
 
@@ -76,6 +79,12 @@ def compile_module(mod, arch="gemmini", *, dtype: str = AUTO, **cosa_options) ->
     mod = cosa(mod)
     how = "matched to the module" if dtype == AUTO else "as asked"
     cosa.report.arch_note = f"Gemmini configuration with {config.dtype} operands, {how}"
+    if requant and cosa.lower:
+        from ...relax.fuse_requant import fuse_requant
+
+        mod, fusions = fuse_requant(mod)
+        if fusions.fusions:
+            cosa.report.notes.append(fusions.text())
     return Compiled(mod, config, cosa.report)
 
 
@@ -176,6 +185,9 @@ def counts_table(model, report=None) -> str:
         layers = [i for i, k in kernel_of.items() if kernel and k == kernel]
         where = ",".join(f"#{i}" for i in layers) or f"id {op_id}"
         label = f"{where} {info.get('kind', '')} {info.get('shape', '')}"
+        if info.get("requant"):  # one operator per scale / ReLU of the layers of this shape
+            r = info["requant"]
+            label += f" -> int8 x{r['scale']:.6g}{' relu' if r['relu'] else ''}"
         rows.append((label, model.counters(op_id)))
     rows.append(("total", model.counters()))
     header = ("operator",) + COUNT_COLUMNS

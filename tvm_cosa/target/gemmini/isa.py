@@ -35,6 +35,7 @@ COMMANDS = {
     "gemmini_extended_compute_preloaded": (0, 1),
     "gemmini_extended_compute_accumulated": (0, 1),
     "gemmini_loop_ws": (),  # DRAM pointers and block counts only
+    "gemmini_loop_conv_ws": (),
 }
 
 # gcc options that make the generated C see gemmini.h (the folder holding it goes in -I)
@@ -103,6 +104,16 @@ def address(expr):
         return tirx.const(expr & _ADDRESS_MASK, "uint32")
     wide = tirx.Cast("int64", expr)
     return tirx.Cast("uint32", tirx.bitwise_and(wide, tirx.const(_ADDRESS_MASK, "int64")))
+
+
+def exact_float32(value):
+    """A float32 constant passed by its bits: TVM's C back end prints float literals with 7
+    significant digits, which do not always round-trip (a requantization scale must)."""
+    import numpy as np
+    from tvm import tirx
+
+    bits = int(np.float32(value).view(np.uint32))
+    return tirx.call_intrin("float32", "tirx.reinterpret", tirx.const(bits, "uint32"))
 
 
 def call(name: str, *args):

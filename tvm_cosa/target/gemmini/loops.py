@@ -15,6 +15,11 @@ Reuse across tiles follows the plan: a tile that stays resident while inner host
 (the inputs across output-channel loops, say) is passed as NULL to the loops that reuse it, so
 the loop unit does not move it again; partial sums cross DRAM (D = the output, after a fence)
 or stay in the accumulator (ex_accumulate) exactly where the plan keeps them.
+
+A requantized operator (requant.py; no partial sums cross DRAM) passes its bias as D with a D
+stride of 0 on the first reduction step (one bias row per output row, as gemmini.h's
+repeating bias), accumulates onto it, and moves C out as int8 (full_C = 0) through config_st's
+scale and activation.
 """
 
 from __future__ import annotations
@@ -113,7 +118,8 @@ def loop_ws_tile(plan, views):
 
 def loop_ws_emitter(base_cls):
     """An emitter class (a subclass of lowering._Emitter) issuing one loop_ws per tile."""
-    from .lowering import WEIGHT_STATIONARY
+    from . import isa
+    from .lowering import BIAS, NO_ACTIVATION, RELU, WEIGHT_STATIONARY
 
     class LoopWsEmitter(base_cls):
         def __init__(self, plan, views, config, tile: LoopWsTile):
@@ -135,9 +141,10 @@ def loop_ws_emitter(base_cls):
             dims, pos = plan.dims, tile.position
             origin = {d: self.index(d, 0, pos, registers=False) for d in plan.problem.dims}
 
-            def ptr(tensor, mask):
-                t = plan.problem.tensor(tensor)
-                coords = {a: self.axis_coord(tensor, a, origin) for a in range(len(t.axes))}
+            def ptr(tensor, mask):  # (the bias view is over the output's axes)
+                axes_of = OUTPUTS if tensor == BIAS else tensor
+                t = plan.problem.tensor(axes_of)
+                coords = {a: self.axis_coord(axes_of, a, origin) for a in range(len(t.axes))}
                 return self.dram_ptr(tensor, coords, mask)
 
             def first(start):  # the loops in [start, pos) are at their first iteration
@@ -178,12 +185,21 @@ def loop_ws_emitter(base_cls):
             ex_acc = self.const(0) if not accumulate else tirx.Select(
                 tirx.any(*accumulate) if len(accumulate) > 1 else accumulate[0],
                 self.const(1), self.const(0))
+            requant = getattr(self, "requant", None)
+            full_c, act, d_stride = 1, 0, tile.c_stride
+            if requant is not None:  # int8 C through config_st's scale (requant.py)
+                full_c, act = 0, int(requant.relu)
+                if requant.bias:  # the bias rows (D stride 0) on the first reduction step,
+                    # accumulated onto from the first compute on
+                    d_stride, ex_acc = 0, self.const(1)
+                    choices["D"] = (None if started is None else tirx.Not(started),
+                                    ptr(BIAS, "r"))
 
             def make(args):
                 return self.call("gemmini_loop_ws", i_blocks, j_blocks, k_blocks, pad_i, pad_j,
                                  pad_k, args["A"], args["B"], args["D"], args["C"],
-                                 tile.a_stride, tile.b_stride, tile.c_stride, tile.c_stride,
-                                 0, 0, 1, 0, ex_acc, 0, 0, 0, 0)
+                                 tile.a_stride, tile.b_stride, d_stride, tile.c_stride,
+                                 0, 0, full_c, 0, ex_acc, act, 0, 0, 0)
 
             def branch(names, args):
                 if not names:
@@ -210,12 +226,21 @@ def loop_ws_emitter(base_cls):
         def configs(self):
             # the move strides are the tile's flattened rows, not the plan's streaming axes
             tile, views = self.tile, self.views
+            requant = getattr(self, "requant", None)
+            store = self.call("gemmini_config_st", tile.c_stride * views[OUTPUTS].elem_bytes)
+            d_stride = tile.c_stride * views[OUTPUTS].elem_bytes
+            if requant is not None:  # bias rows repeat; C scaled to int8 (and ReLU)
+                d_stride = 0
+                store = self.call("gemmini_extended_config_st",
+                                  tile.c_stride * views[OUTPUTS].elem_bytes,
+                                  RELU if requant.relu else NO_ACTIVATION,
+                                  isa.exact_float32(requant.scale))
             return [
                 self.call("gemmini_extended_config_ex", WEIGHT_STATIONARY, 0, 0, 1, 0, 0),
                 self.config_ld(tile.a_stride * views[INPUTS].elem_bytes, 0),
                 self.config_ld(tile.b_stride * views[WEIGHTS].elem_bytes, 1),
-                self.config_ld(tile.c_stride * views[OUTPUTS].elem_bytes, 2),
-                self.call("gemmini_config_st", tile.c_stride * views[OUTPUTS].elem_bytes),
+                self.config_ld(d_stride, 2),
+                store,
             ]
 
     return LoopWsEmitter

@@ -44,13 +44,20 @@ GARBAGE = -1
 ACC_BIT, ACCUMULATE_BIT, FULL_BIT = -(1 << 31), 1 << 30, 1 << 29
 WEIGHT_STATIONARY = 1
 DATAFLOW_CODE = {"OS": 0, "WS": WEIGHT_STATIONARY}  # config_ex's dataflow bit
+NO_ACTIVATION, RELU = 0, 1  # config_st's activation (gemmini.h)
 
 # op id -> what it is, for per-operator counters (filled by every lowering in this process)
 OP_REGISTRY: dict[int, dict] = {}
+# op id -> (prim_func, op, mapping, arch) it was lowered from, so that a later Relax rewrite
+# (relax/fuse_requant.py) can lower the same operator again with its requantization
+LOWERED_FROM: dict[int, tuple] = {}
+BIAS = "Bias"  # the DRAM view of a requantized operator's bias (requant.py)
 
 
-def lower(prim_func, op, mapping, arch):
-    """The PrimFunc running `op` on the Gemmini array `arch` with `mapping`'s tiles."""
+def lower(prim_func, op, mapping, arch, requant=None):
+    """The PrimFunc running `op` on the Gemmini array `arch` with `mapping`'s tiles. With a
+    `requant.Requant`, the PrimFunc takes (input, weight, [bias,] output int8) and the array
+    writes the requantized outputs (UnsupportedMapping when the plan cannot)."""
     config = config_for(arch)
     problem = op.problem
     if problem is None:
@@ -65,9 +72,26 @@ def lower(prim_func, op, mapping, arch):
         plan = make_plan(scheduled, mapping, arch, config, sizes=problem.size)
     except NotAGemminiLayer as err:
         raise UnsupportedMapping(str(err)) from None
-    op_id = zlib.crc32(f"{op.function}:{op.index}:{problem.key()}".encode()) & 0x7FFFFFFF
+    identity = f"{op.function}:{op.index}:{problem.key()}"
+    signature = prim_func
+    if requant is None:
+        LOWERED_FROM[zlib.crc32(identity.encode()) & 0x7FFFFFFF] = (prim_func, op, mapping, arch)
+    else:
+        from .requant import check_requant, fused_signature
+
+        check_requant(plan, requant)
+        identity += f":{requant.key()}"
+        signature = fused_signature(prim_func, _output_channels(op, params[2]), requant.bias)
+        if requant.bias:
+            data, weight, bias, out = signature.params
+        else:
+            data, weight, out = signature.params
+        params = [data, weight, out]
+    op_id = zlib.crc32(identity.encode()) & 0x7FFFFFFF
     views, prologue, epilogue, allocs = _dram_views(op, plan, params)
-    emitter, loop_note = _emitter(plan, views, config)
+    if requant is not None and requant.bias:
+        views[BIAS] = _bias_view(op, plan, bias)
+    emitter, loop_note = _emitter(plan, views, config, requant, op)
     body = emitter.program(op_id, op)
     stmts = prologue + body + epilogue
     OP_REGISTRY[op_id] = {"name": op.name, "index": op.index, "kind": op.kind,
@@ -75,20 +99,44 @@ def lower(prim_func, op, mapping, arch):
                           "problem": " ".join(f"{d}={n}" for d, n in problem.sizes),
                           "spad_rows": plan.spad_rows, "acc_rows": plan.acc_rows,
                           "loop_ws": loop_note,
+                          "requant": None if requant is None else {
+                              "scale": float(requant.scale), "relu": requant.relu,
+                              "bias": requant.bias},
                           # the operator's attributes, for per-operator references (spike.py)
                           "attrs": {"layout": op.layout, "kernel_layout": op.kernel_layout,
                                     "strides": tuple(op.strides), "padding": tuple(op.padding),
                                     "dilation": tuple(op.dilation), "groups": op.groups}}
-    func = prim_func.with_body(_root(stmts, allocs))
+    func = signature.with_body(_root(stmts, allocs))
     func = func.with_attr("gemmini.op_id", op_id)
     return _mark_scheduled(func)
 
 
-def _emitter(plan, views, config):
-    """The program's emitter: one gemmini_loop_ws per CoSA tile where the tile allows it
-    (loops.py), else every command; and a note saying which and why."""
+def _emitter(plan, views, config, requant=None, op=None):
+    """The program's emitter: one gemmini_loop_ws (loops.py) or, for requantized
+    convolutions, one gemmini_loop_conv_ws (conv_loops.py) per CoSA tile where the tile allows
+    it, else every command; and a note saying which and why."""
     from . import loops
 
+    if requant is not None:  # int8 outputs: loop_conv_ws, else loop_ws, where a tile allows
+        from . import conv_loops
+
+        if not loops.enabled():
+            emitter, note = _Emitter(plan, views, config), "off"
+        else:
+            tile = conv_loops.loop_conv_ws_tile(plan, views, op) if op.kind == "conv2d" \
+                else "not a convolution"
+            if not isinstance(tile, str):
+                return (conv_loops.loop_conv_ws_emitter(_Emitter)(plan, views, config, tile,
+                                                                  requant), "loop_conv_ws")
+            ws_tile = loops.loop_ws_tile(plan, views)
+            if not isinstance(ws_tile, str):
+                emitter = loops.loop_ws_emitter(_Emitter)(plan, views, config, ws_tile)
+                emitter.requant = requant
+                return emitter, "loop_ws"
+            emitter = _Emitter(plan, views, config)
+            note = f"loop_conv_ws: {tile}; loop_ws: {ws_tile}" if op.kind == "conv2d" else ws_tile
+        emitter.requant = requant
+        return emitter, note
     if plan.dataflow == "OS":
         from .output_stationary import os_emitter
 
@@ -109,6 +157,29 @@ def _scheduled_problem(problem, mapping, config):
     got = {d: mapping.factor_product(d) for d in problem.dims}
     raise UnsupportedMapping(f"the mapping's factors {got} match neither {problem} nor its "
                              f"channels padded to multiples of {config.dim}")
+
+
+def _output_channels(op, out) -> int:
+    """Output channels of the operator (the length of its bias)."""
+    shape = _shape(out)
+    if op.kind == "conv2d":
+        return dict(zip(op.layout, shape))["C"]
+    return shape[-1]
+
+
+def _bias_view(op, plan, bias):
+    """The bias as a DRAM view over the output's axes: stride 1 along the output channel (and
+    the channels of a group along the group axis), 0 along every other axis, so the rows of an
+    accumulator tile all read the same bias row (mvin3 with a DRAM row stride of 0)."""
+    problem, dims = plan.problem, plan.dims
+    t = problem.tensor(OUTPUTS)
+    if op.kind == "conv2d":
+        roles = _conv_roles(problem, dims)[OUTPUTS]
+        per_group = plan.sizes[dims.output_channel]
+        strides = {i: {"out_ch": 1, "group": per_group}.get(r, 0) for i, r in enumerate(roles)}
+    else:
+        strides = {i: int(i == len(t.axes) - 1) for i in range(len(t.axes))}
+    return DramView(bias, strides, 4)
 
 
 def _check_dtypes(params, config: GemminiConfig):
@@ -315,6 +386,7 @@ class _Emitter:
         self.block = tirx.Var("row_block", "int32")  # DIM-row blocks of the streaming loop
         # the register loops that stay loops (the streamed ones become the row blocks)
         self.reg_outer = [lp for lp in plan.reg_loops if lp.index not in plan.stream_reg]
+        self.requant = None  # a requant.Requant: int8 outputs scaled by mvout (see lower)
 
     # -- small helpers --
     def const(self, value):
@@ -458,6 +530,8 @@ class _Emitter:
         outer_red = [self.vars[lp.index] for lp in plan.loops[:f_out] if lp.dim in red]
         inner_red = [self.vars[lp.index] for lp in plan.loops[f_out:] if lp.dim in red]
         overwrite = self.simplify(self.all_zero(outer_red + inner_red))
+        if self.requant is not None and self.requant.bias:  # the tile starts from the bias
+            overwrite = tirx.const(False, "bool")
         c_addr = self.simplify(c_row + ACC_BIT + tirx.Select(overwrite, self.const(0),
                                                               self.const(ACCUMULATE_BIT)))
         bd = self.simplify(tirx.Select(first_w, b_row, self.const(GARBAGE)))
@@ -485,7 +559,14 @@ class _Emitter:
                                 (WEIGHTS, "gemmini_extended_mvin2")):
             if plan.tiles[tensor].fill == pos:
                 pre.append(self.mvin(tensor, command))
-        if plan.tiles[OUTPUTS].fill == pos:
+        if plan.tiles[OUTPUTS].fill == pos and self.requant is not None:
+            # whole sums in the accumulator (requant.check_requant): start from the bias, leave
+            # scaled to int8 (config_st's scale and activation)
+            if self.requant.bias:
+                pre.append(self.tile_moves(OUTPUTS, lambda ptr, coords, row, cols, rows: self.call(
+                    "gemmini_extended_mvin3", ptr(BIAS, coords, "r"), row + ACC_BIT, cols, rows)))
+            post.append(self.acc_moves("gemmini_extended_mvout", 0))
+        elif plan.tiles[OUTPUTS].fill == pos:
             red = plan.reductions()
             outer_red = [self.vars[lp.index] for lp in plan.loops[:pos] if lp.dim in red]
             if outer_red:  # partial sums come back from DRAM after the first reduction step
@@ -510,14 +591,21 @@ class _Emitter:
         out_axis = plan.tiles[OUTPUTS].streaming_axis
         in_axis = plan.tiles[INPUTS].streaming_axis
         w_axis = plan.tiles[WEIGHTS].streaming_axis
+        out_stride = views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes
+        store = self.call("gemmini_config_st", out_stride)
+        acc_load_stride = views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes
+        if self.requant is not None:  # bias rows repeat (stride 0); mvout scales to int8
+            acc_load_stride = 0
+            store = self.call("gemmini_extended_config_st", out_stride,
+                              RELU if self.requant.relu else NO_ACTIVATION,
+                              isa.exact_float32(self.requant.scale))
         return [
             self.call("gemmini_extended_config_ex", DATAFLOW_CODE[plan.dataflow], 0, 0,
                       plan.a_stride(), 0, 0),
             self.config_ld(views[INPUTS].strides[in_axis] * views[INPUTS].elem_bytes, 0),
             self.config_ld(views[WEIGHTS].strides[w_axis] * views[WEIGHTS].elem_bytes, 1),
-            self.config_ld(views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes, 2),
-            self.call("gemmini_config_st",
-                      views[OUTPUTS].strides[out_axis] * views[OUTPUTS].elem_bytes),
+            self.config_ld(acc_load_stride, 2),
+            store,
         ]
 
     def program(self, op_id, op) -> list:

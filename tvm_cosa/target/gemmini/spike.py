@@ -132,7 +132,23 @@ def capture(runner, mod, feed: dict, max_calls: Optional[int] = None) -> list[Op
 # ---- the reference of one call ---------------------------------------------------------------
 def reference(op: Operator, inputs: list, out_dtype) -> np.ndarray:
     """The operator on `inputs` by onnxruntime (ConvInteger / MatMulInteger, for int8 operands)
-    or else numpy (int64 / float64), cast to the output type."""
+    or else numpy (int64 / float64), cast to the output type. A requantized operator (inputs,
+    weights, [bias]): that int32 result plus the bias, requantized in numpy as onnxruntime
+    does (float32 product, round half to even, saturate; requant.Requant.apply)."""
+    requant = op.info.get("requant")
+    if requant:
+        from dataclasses import replace
+
+        from .requant import Requant
+
+        plain = replace(op, info={k: v for k, v in op.info.items() if k != "requant"})
+        acc = reference(plain, inputs[:2], np.int32)
+        if requant["bias"]:
+            channel_axis = 1 if op.info.get("attrs", {}).get("layout") == "NCHW" else -1
+            shape = [1] * acc.ndim
+            shape[channel_axis] = -1
+            acc = acc + np.asarray(inputs[2], np.int32).reshape(shape)
+        return Requant(**requant).apply(acc).astype(out_dtype)
     if all(np.asarray(a).dtype == np.int8 for a in inputs):
         got = onnxruntime_reference(op, inputs)
         if got is not None:
@@ -640,7 +656,9 @@ def summary(results: list[Result], seconds: Optional[float] = None) -> str:
     good = sum(r.ok for r in results)
     calls = sum(len(r.operator.calls) for r in results)
     text = (f"Spike: {good} of {len(results)} Gemmini operators ({calls} calls) bit-exact against "
-            "the functional model and onnxruntime (ConvInteger / MatMulInteger on the same inputs)")
+            "the functional model and onnxruntime (ConvInteger / MatMulInteger on the same inputs"
+            + ("; requantized operators: + bias, requantized in numpy as onnxruntime does)"
+               if any(r.operator.info.get("requant") for r in results) else ")"))
     return text + (f" in {seconds:.1f} s" if seconds is not None else "")
 
 

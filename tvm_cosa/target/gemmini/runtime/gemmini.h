@@ -80,13 +80,40 @@ int32_t gemmini_extended_compute_accumulated(int32_t a, int32_t bd, int32_t a_co
  * k == K - 1 (if C is not NULL). A sits at scratchpad row 0, B ends at half the scratchpad:
  * the working set must fit half of each memory (double buffering). Strides are in elements; the
  * DRAM row strides of the moves are the configured ones (config_ld ids 0, 1, 2, config_st).
- * Modelled: full_C = 1, low_D = 0, no activation, transposes, resadd; spad ids 0 / 1 / 2. */
+ * full_C = 0 moves C out scaled to elem_t through config_st's scale and activation (the act
+ * operand, NO_ACTIVATION or RELU, is not read, as in libgemmini). Modelled: low_D = 0, no
+ * transposes or resadd; spad ids 0 / 1 / 2. */
 int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t pad_J,
                         int32_t pad_K, void* A, void* B, void* D, void* C, int32_t A_stride,
                         int32_t B_stride, int32_t D_stride, int32_t C_stride, int32_t A_transpose,
                         int32_t B_transpose, int32_t full_C, int32_t low_D,
                         int32_t ex_accumulate, int32_t act, int32_t a_spad_id,
                         int32_t b_spad_id, int32_t is_resadd);
+
+/* gemmini_loop_conv_ws: one convolution tile (batches x orows x ocols outputs, ochs output
+ * channels, the whole reduction over krows x kcols x kchs) as libgemmini's loop_conv_ws runs
+ * it: bias rows (or zeros with no_bias) into the accumulator, the input window (irows =
+ * orows * stride + dilated krows - 1 rows; rows past irows - upad - dpad / columns past
+ * icols - lpad - rpad are zeros) and the weights into the scratchpad (A from row 0, B ending at
+ * half of it), every preload / compute accumulating onto the bias, the results moved out through
+ * config_st's scale and activation. The accumulator half used alternates between calls that
+ * have a bias and an output (libgemmini's static rows). NULL input / weights: reuse what the
+ * previous call left. Strides and dims are in elements. Modelled: no pooling (pool_size 0 or
+ * no_pool), no transposes, wrot180, downsample, input dilation or depthwise; a_spad_id /
+ * b_spad_id 0; max_pixels_per_row 1. */
+int32_t gemmini_loop_conv_ws(
+    int32_t batch_size, int32_t in_row_dim, int32_t in_col_dim, int32_t in_channels,
+    int32_t out_channels, int32_t out_row_dim, int32_t out_col_dim, int32_t pool_out_row_dim,
+    int32_t pool_out_col_dim, int32_t stride, int32_t padding, int32_t kernel_dim,
+    int32_t kernel_dilation, int32_t pool_size, int32_t pool_stride, int32_t pool_padding,
+    int32_t batches, int32_t porows, int32_t pocols, int32_t pochs, int32_t krows, int32_t kcols,
+    int32_t kchs, int32_t lpad, int32_t rpad, int32_t upad, int32_t dpad, int32_t plpad,
+    int32_t prpad, int32_t pupad, int32_t pdpad, int32_t orows, int32_t ocols, void* weights,
+    void* output, void* bias, void* input, int32_t no_bias, int32_t no_pool, int32_t downsample,
+    int32_t wrot180, int32_t input_dilated, int32_t activation, int32_t trans_output_1203,
+    int32_t trans_weight_1203, int32_t trans_weight_0132, int32_t trans_input_3120,
+    int32_t max_pixels_per_row, int32_t in_stride, int32_t weight_stride, int32_t out_stride,
+    int32_t dw, int32_t a_spad_id, int32_t b_spad_id);
 
 /* ---- host side of the functional model (not part of the ISA) ------------------------------- */
 enum gemmini_counter {
@@ -99,6 +126,7 @@ enum gemmini_counter {
   GEMMINI_LOOP_WS, /* gemmini_loop_ws calls (6 RoCC instructions each on Gemmini) */
   GEMMINI_LOOP_COMMANDS, /* mvin / preload / compute / mvout the loop unit issued itself
                             (counted in their own counters too, but not issued by the CPU) */
+  GEMMINI_LOOP_CONV_WS, /* gemmini_loop_conv_ws calls (7 RoCC instructions each on Gemmini) */
   GEMMINI_NUM_COUNTERS
 };
 const char* gemmini_counter_name(int32_t counter);

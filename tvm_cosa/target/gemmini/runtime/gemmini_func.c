@@ -36,6 +36,7 @@ static struct {
   int status;
   char message[512];
   int current_op;     /* 1 + index into op_ids; 0: no operator */
+  uint32_t conv_d_row, conv_c_row;  /* loop_conv_ws's accumulator half (libgemmini's statics) */
 } st;
 
 static int64_t totals[GEMMINI_NUM_COUNTERS];
@@ -47,7 +48,7 @@ static const char* counter_names[GEMMINI_NUM_COUNTERS] = {
   "config_ex", "config_ld", "config_st", "mvin", "mvin_acc", "mvout", "preload",
   "compute_preloaded", "compute_accumulated", "fence", "flush",
   "bytes_in", "bytes_in_acc", "bytes_out", "macs", "spad_rows_used", "acc_rows_used", "calls",
-  "loop_ws", "loop_commands",
+  "loop_ws", "loop_commands", "loop_conv_ws",
 };
 
 /* ---- bookkeeping ------------------------------------------------------------------------- */
@@ -520,8 +521,10 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
     return fail(cmd, "bounds I=%d J=%d K=%d; each must be in 1..65535 blocks", I, J, K);
   if (pad_I < 0 || pad_I >= DIM || pad_J < 0 || pad_J >= DIM || pad_K < 0 || pad_K >= DIM)
     return fail(cmd, "padding %d, %d, %d; each must be in 0..%d", pad_I, pad_J, pad_K, DIM - 1);
-  if (!full_C || low_D || act != NO_ACTIVATION || A_transpose || B_transpose || is_resadd)
-    return fail(cmd, "only full_C = 1, low_D = 0, no activation, transposes or resadd are "
+  /* act is not read: like libgemmini, a scaled mvout (full_C = 0) applies config_st's scale and
+   * activation */
+  if (low_D || (act != NO_ACTIVATION && act != RELU) || A_transpose || B_transpose || is_resadd)
+    return fail(cmd, "only low_D = 0, no activation or ReLU, no transposes or resadd are "
                      "modelled");
   if (st.dataflow != WEIGHT_STATIONARY || !st.configured)
     return fail(cmd, "needs the weight-stationary dataflow configured (config_ex)");
@@ -534,7 +537,8 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
   uint32_t a_start = a_spad_id == 2 ? SP_ROWS / 2 : 0;
   uint32_t b_start = (b_spad_id == 2 ? SP_ROWS : SP_ROWS / 2) - (uint32_t)(K * J * DIM);
   const uint32_t d_start = GEMMINI_ACC_BIT;
-  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | GEMMINI_FULL_BIT;
+  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | (full_C ? GEMMINI_FULL_BIT : 0);
+  const size_t c_size = full_C ? sizeof(acc_t) : sizeof(elem_t);
   count(GEMMINI_LOOP_WS, 1);
   int64_t before = commands_so_far();
   char *a = (char*)A, *b = (char*)B, *d = (char*)D, *c = (char*)C;
@@ -564,9 +568,166 @@ int32_t gemmini_loop_ws(int32_t I, int32_t J, int32_t K, int32_t pad_I, int32_t 
                                  (int32_t)out_addr, b_cols, b_rows, b_cols, a_rows);
         compute(i == 0, (int32_t)a_addr, (int32_t)GARBAGE_ADDR, a_cols, a_rows, DIM, DIM);
         if (c != NULL && k == K - 1)
-          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * sizeof(acc_t),
+          gemmini_extended_mvout(c + ((size_t)i * C_stride + j) * DIM * c_size,
                                  (int32_t)c_addr, b_cols, a_rows);
       }
+  count(GEMMINI_LOOP_COMMANDS, commands_so_far() - before);
+  return st.status;
+}
+
+/* A loop_conv_ws move of `cols` columns (more than DIM allowed): one mvin per DIM columns, the
+ * blocks `block_stride` rows apart (libgemmini's config_ld spad stride), DRAM rows `stride`
+ * bytes apart; NULL moves zeros. */
+static int32_t loop_mvin(int id, const char* dram, uint32_t addr, int cols, int rows,
+                         int block_stride, int32_t stride, size_t elem) {
+  st.load_stride[id] = stride;
+  st.load_configured[id] = 1;
+  st.load_scale[id] = 1.0f;
+  st.load_shrunk[id] = 0;
+  for (int c = 0; c < cols && !st.status; c += DIM) {
+    int n = cols - c < DIM ? cols - c : DIM;
+    mvin(id, dram ? (void*)(dram + (size_t)c * elem) : NULL,
+         (int32_t)(addr + (uint32_t)((c / DIM) * block_stride)), n, rows);
+  }
+  return st.status;
+}
+
+int32_t gemmini_loop_conv_ws(
+    int32_t batch_size, int32_t in_row_dim, int32_t in_col_dim, int32_t in_channels,
+    int32_t out_channels, int32_t out_row_dim, int32_t out_col_dim, int32_t pool_out_row_dim,
+    int32_t pool_out_col_dim, int32_t stride, int32_t padding, int32_t kernel_dim,
+    int32_t kernel_dilation, int32_t pool_size, int32_t pool_stride, int32_t pool_padding,
+    int32_t batches, int32_t porows, int32_t pocols, int32_t pochs, int32_t krows, int32_t kcols,
+    int32_t kchs, int32_t lpad, int32_t rpad, int32_t upad, int32_t dpad, int32_t plpad,
+    int32_t prpad, int32_t pupad, int32_t pdpad, int32_t orows, int32_t ocols, void* weights,
+    void* output, void* bias, void* input, int32_t no_bias, int32_t no_pool, int32_t downsample,
+    int32_t wrot180, int32_t input_dilated, int32_t activation, int32_t trans_output_1203,
+    int32_t trans_weight_1203, int32_t trans_weight_0132, int32_t trans_input_3120,
+    int32_t max_pixels_per_row, int32_t in_stride, int32_t weight_stride, int32_t out_stride,
+    int32_t dw, int32_t a_spad_id, int32_t b_spad_id) {
+  const char* cmd = "loop_conv_ws";
+  (void)batch_size; (void)out_channels; (void)pool_out_row_dim; (void)pool_out_col_dim;
+  (void)padding; (void)pool_stride; (void)pool_padding; (void)porows; (void)pocols;
+  (void)plpad; (void)prpad; (void)pupad; (void)pdpad; (void)activation;
+  if (st.status) return st.status;
+  if ((!no_pool && pool_size > 1) || downsample || wrot180 || input_dilated || trans_output_1203 ||
+      trans_weight_1203 || trans_weight_0132 || trans_input_3120 || dw || a_spad_id ||
+      b_spad_id || max_pixels_per_row > 1)
+    return fail(cmd, "only no pooling, transposes, wrot180, downsample, input dilation, "
+                     "depthwise, spad ids or pixels per row are modelled");
+  if (st.dataflow != WEIGHT_STATIONARY || !st.configured)
+    return fail(cmd, "needs the weight-stationary dataflow configured (config_ex)");
+  if (batches < 1 || orows < 1 || ocols < 1 || pochs < 1 || krows < 1 || kcols < 1 || kchs < 1 ||
+      stride < 1 || kernel_dilation < 1 || lpad < 0 || rpad < 0 || upad < 0 || dpad < 0)
+    return fail(cmd, "bounds batches=%d orows=%d ocols=%d ochs=%d krows=%d kcols=%d kchs=%d "
+                     "stride=%d dilation=%d pads %d %d %d %d", batches, orows, ocols, pochs,
+                krows, kcols, kchs, stride, kernel_dilation, lpad, rpad, upad, dpad);
+  const int ochs = pochs;
+  const int dkrows = krows + (kernel_dilation - 1) * (krows - 1);
+  const int dkcols = kcols + (kernel_dilation - 1) * (kcols - 1);
+  const int irows = orows * stride + dkrows - 1, icols = ocols * stride + dkcols - 1;
+  const int irows_unpadded = irows - upad - dpad, icols_unpadded = icols - lpad - rpad;
+  const int och_blocks = (ochs + DIM - 1) / DIM, ich_blocks = (kchs + DIM - 1) / DIM;
+  const int64_t b_rows = (int64_t)och_blocks * kcols * krows * kchs;
+  const int64_t a_rows = (int64_t)ich_blocks * batches * irows * icols;
+  const int64_t c_rows = (int64_t)och_blocks * batches * orows * ocols;
+  /* libgemmini does not check; overlapping regions would silently corrupt each other */
+  if (a_rows + b_rows > SP_ROWS / 2 || c_rows > ACC_ROWS / 2)
+    return fail(cmd, "tile too large for double buffering: %lld + %lld scratchpad rows (at most "
+                     "%d), %lld accumulator rows (at most %d)", (long long)a_rows,
+                (long long)b_rows, SP_ROWS / 2, (long long)c_rows, ACC_ROWS / 2);
+  const uint32_t a_start = 0, b_start = (uint32_t)(SP_ROWS / 2 - b_rows);
+  const uint32_t d_start = GEMMINI_ACC_BIT | st.conv_d_row;
+  const uint32_t c_start = GEMMINI_ACC_BIT | GEMMINI_ACCUMULATE_BIT | st.conv_c_row;
+  if (bias != NULL) st.conv_d_row = (st.conv_d_row + ACC_ROWS / 2) % ACC_ROWS;
+  if (output != NULL) st.conv_c_row = (st.conv_c_row + ACC_ROWS / 2) % ACC_ROWS;
+  count(GEMMINI_LOOP_CONV_WS, 1);
+  int64_t before = commands_so_far();
+  const char* in = (const char*)input;
+  const char* w = (const char*)weights;
+  char* out = (char*)output;
+  if (bias != NULL) {  /* one bias row repeated (DRAM stride 0), or zeros */
+    for (int b = 0; b < batches; b++)
+      for (int orow = 0; orow < orows; orow++)
+        for (int ocol = 0; ocol < ocols; ocol += DIM) {
+          int I = ocols - ocol > DIM ? DIM : ocols - ocol;
+          uint32_t addr = d_start + (uint32_t)(b * orows * ocols + orow * ocols + ocol);
+          loop_mvin(2, no_bias ? NULL : (const char*)bias, addr, ochs, I,
+                    batches * orows * ocols, 0, sizeof(acc_t));
+        }
+  }
+  if (in != NULL) {
+    const int spad_stride = batches * irows * icols;
+    for (int b = 0; b < batches && !st.status; b++)
+      for (int irow = -upad; irow < irows_unpadded + dpad; irow++)
+        for (int icol = -lpad; icol < icols_unpadded + rpad;) {
+          int I = icols_unpadded - icol > DIM ? DIM : icols_unpadded - icol;
+          if (icol < 0) I = -icol > DIM ? DIM : -icol;
+          else if (icol >= icols_unpadded)
+            I = icols_unpadded + rpad - icol > DIM ? DIM : icols_unpadded + rpad - icol;
+          int zeros = irow < 0 || irow >= irows_unpadded || icol < 0 || icol >= icols_unpadded;
+          uint32_t addr = a_start + (uint32_t)(b * irows * icols + (irow + upad) * icols +
+                                               (icol + lpad));
+          const char* src = zeros ? NULL : in + ((size_t)(b * in_row_dim * in_col_dim +
+                                                          irow * in_col_dim + icol) * in_stride);
+          loop_mvin(0, src, addr, kchs, I, spad_stride, in_stride * (int32_t)sizeof(elem_t),
+                    sizeof(elem_t));
+          icol += I;
+        }
+  }
+  if (w != NULL) {
+    for (int krow = 0; krow < krows && !st.status; krow++)
+      for (int kcol = 0; kcol < kcols; kcol++)
+        for (int kch = 0; kch < kchs; kch += DIM) {
+          int K = kchs - kch > DIM ? DIM : kchs - kch;
+          uint32_t addr = b_start + (uint32_t)(krow * kcols * kchs + kcol * kchs + kch);
+          const char* src = w + ((size_t)(krow * kernel_dim * in_channels + kcol * in_channels +
+                                          kch) * weight_stride) * sizeof(elem_t);
+          loop_mvin(1, src, addr, ochs, K, krows * kcols * kchs,
+                    weight_stride * (int32_t)sizeof(elem_t), sizeof(elem_t));
+        }
+  }
+  for (int och = 0; och < ochs && !st.status; och += DIM)
+    for (int krow = 0; krow < krows; krow++)
+      for (int kcol = 0; kcol < kcols; kcol++)
+        for (int kch = 0; kch < kchs; kch += DIM) {
+          int new_weights = 1;
+          for (int b = 0; b < batches; b++)
+            for (int orow = 0; orow < orows; orow++)
+              for (int ocol = 0; ocol < ocols; ocol += DIM) {
+                int irow = orow * stride + krow * kernel_dilation;
+                int icol = ocol * stride + kcol * kernel_dilation;
+                uint32_t c_addr = c_start + (uint32_t)((och / DIM) * batches * orows * ocols +
+                                                       b * orows * ocols + orow * ocols + ocol);
+                int I = ocols - ocol > DIM ? DIM : ocols - ocol;
+                int J = ochs - och > DIM ? DIM : ochs - och;
+                int K = kchs - kch > DIM ? DIM : kchs - kch;
+                uint32_t a_addr = a_start + (uint32_t)((kch / DIM) * batches * irows * icols +
+                                                       b * irows * icols + irow * icols + icol);
+                uint32_t b_addr = b_start + (uint32_t)((och / DIM) * krows * kcols * kchs +
+                                                       krow * kcols * kchs + kcol * kchs + kch);
+                gemmini_extended_preload(new_weights ? (int32_t)b_addr : (int32_t)GARBAGE_ADDR,
+                                         (int32_t)c_addr, J, K, J, I);
+                compute(new_weights, (int32_t)a_addr, (int32_t)GARBAGE_ADDR, K, I, J, I);
+                new_weights = 0;
+              }
+        }
+  if (out != NULL && !st.status) {
+    for (int b = 0; b < batches; b++)
+      for (int orow = 0; orow < orows; orow++)
+        for (int ocol = 0; ocol < ocols; ocol += DIM) {
+          int I = ocols - ocol > DIM ? DIM : ocols - ocol;
+          for (int och = 0; och < ochs; och += DIM) {
+            int J = ochs - och > DIM ? DIM : ochs - och;
+            uint32_t c_addr = c_start + (uint32_t)((och / DIM) * batches * orows * ocols +
+                                                   b * orows * ocols + orow * ocols + ocol);
+            gemmini_extended_mvout(out + ((size_t)(b * out_row_dim * out_col_dim +
+                                                   orow * out_col_dim + ocol) * out_stride + och) *
+                                             sizeof(elem_t),
+                                   (int32_t)c_addr, J, I);
+          }
+        }
+  }
   count(GEMMINI_LOOP_COMMANDS, commands_so_far() - before);
   return st.status;
 }

@@ -41,7 +41,8 @@ def os_program(seed):
     acc_rows = 4 * DIM
     body += [f"gemmini_extended_mvin(NULL, {hex(0x80000000 + r)}, {DIM}, {DIM});"
              for r in range(0, acc_rows, DIM)]  # a zeroed accumulator
-    for _ in range(rng.randint(1, 4)):
+    chains = rng.randint(1, 4)
+    for k in range(chains):
         chain = rng.randint(1, 3)
         c_rows, c_cols = rng.randint(1, DIM), rng.randint(1, DIM)
         c_row = rng.randrange(0, acc_rows - DIM + 1)
@@ -51,7 +52,8 @@ def os_program(seed):
             a, b = rng.randrange(0, 7 * DIM), rng.randrange(0, 7 * DIM)
             a_rows, a_cols = rng.randint(1, DIM), rng.randint(1, DIM)
             b_cols = rng.randint(1, DIM)
-            write = step == chain - 1 and rng.random() < 0.9
+            # the last chain always writes its result, so every program computes something
+            write = step == chain - 1 and (rng.random() < 0.9 or k == chains - 1)
             out = hex(c_addr) if write else "GARBAGE_ADDR"
             bd = d if step == 0 else "GARBAGE_ADDR"
             body.append(f"gemmini_extended_preload({bd}, {out}, {DIM}, {DIM}, {c_cols}, "

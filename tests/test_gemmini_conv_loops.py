@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 tvm = pytest.importorskip("tvm")
 
-from spike_programs import c_array, needs_spike, run_on_model, run_on_spike  # noqa: E402
+from spike_programs import c_array, run_on_model, run_on_spike  # noqa: E402
 from test_gemmini_requant import conv_model  # noqa: E402
 from tvm_cosa.relax.frontend import import_onnx, run_onnxruntime  # noqa: E402
 from tvm_cosa.target.gemmini import GemminiConfig, flow, loops, sdk, spike  # noqa: E402

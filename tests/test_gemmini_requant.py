@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 
 tvm = pytest.importorskip("tvm")
 
-from spike_programs import c_array, needs_spike, run_on_model, run_on_spike  # noqa: E402
+from spike_programs import c_array, run_on_model, run_on_spike  # noqa: E402
 from tvm_cosa.models.int8 import Int8Builder, _quantized_input  # noqa: E402
 from tvm_cosa.relax.frontend import import_onnx, run_onnxruntime  # noqa: E402
 from tvm_cosa.target.gemmini import GemminiConfig, flow, sdk, spike  # noqa: E402

@@ -23,8 +23,6 @@ compared in Python.
 
 from __future__ import annotations
 
-import math
-import os
 import re
 import shutil
 import tempfile
@@ -37,7 +35,6 @@ from typing import Optional
 import numpy as np
 
 from ...errors import CoSAError
-from . import isa
 from .config import GemminiConfig
 from .sdk import SimulatorError, Toolchain, find_toolchain
 

@@ -12,7 +12,8 @@ Per case and objective:
   through timeloop-model;
 - timeloop-mapper: random-pruned, `--threads` threads (default 2), optimization metrics
   [delay, energy] for the latency objective and [energy, delay] for the energy objective, a
-  bypass-only mapspace (the architecture's bypass, the same as CoSA's), stopped with SIGINT
+  mapspace with the architecture's bypass and spatial rules (the same as CoSA's; Gemmini's
+  array takes reductions on X and output channels on Y only), stopped with SIGINT
   after `--time-limit` seconds (default 60); its best map is run through timeloop-model.
 Latency compares cycles, energy compares energy; CoSA wins a case when its value is at most
 1.01 x the mapper's. Prints one table row per case and objective and the win counts.
@@ -109,11 +110,40 @@ def cases(random_count, groups=tuple(GROUPS)):
     return out
 
 
-def mapper_config(arch, objective, threads):
+def spatial_constraints(arch, problem):
+    """Timeloop spatial constraints for the fan-outs whose dimensions the architecture restricts
+    (Gemmini: reductions on the array's X, output channels on Y): the other dimensions get
+    factor 1, and the permutation's split puts each allowed one on its axis. A dimension allowed
+    on both axes leaves the split free (the mapper then searches more than CoSA, never less)."""
+    out = []
+    dims = list(problem.dims)
+    for i, lv in enumerate(arch.levels):
+        if arch.fanout(i) == (1, 1) or (lv.spatial_dims_x is None and lv.spatial_dims_y is None):
+            continue
+        on_x = set(dims) if lv.spatial_dims_x is None else set(problem.resolve_dims(
+            lv.spatial_dims_x))
+        on_y = set(dims) if lv.spatial_dims_y is None else set(problem.resolve_dims(
+            lv.spatial_dims_y))
+        fx, fy = arch.fanout(i)
+        on_x, on_y = (on_x if fx > 1 else set()), (on_y if fy > 1 else set())
+        barred = [d for d in dims if d not in on_x | on_y]
+        entry = {"target": lv.name, "type": "spatial",
+                 "factors": " ".join(f"{d}1" for d in barred)}
+        if not on_x & on_y:
+            x_dims = [d for d in dims if d in on_x] + barred
+            entry["permutation"] = "".join(x_dims + [d for d in dims if d in on_y])
+            entry["split"] = len(x_dims)
+        out.append(entry)
+    return out
+
+
+def mapper_config(arch, problem, objective, threads):
+    """The mapper's search: the architecture's bypass and spatial rules, as CoSA has them."""
     metrics = ["delay", "energy"] if objective == "latency" else ["energy", "delay"]
     constraints = [{"target": lv.name, "type": "bypass",
                     "keep": [t for t in TENSORS if t in lv.keeps],
                     "bypass": [t for t in TENSORS if t not in lv.keeps]} for lv in arch.levels]
+    constraints += spatial_constraints(arch, problem)
     return {"mapper": {"optimization-metrics": metrics, "algorithm": "random-pruned",
                        "num-threads": threads, "search-size": 0, "timeout": 0,
                        "victory-condition": 0, "live-status": False, "log-stats": False,
@@ -126,7 +156,8 @@ def run_mapper(arch, problem, objective, seconds, threads, folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
     write_architecture(arch, folder / "arch.yaml")
     write_problem(problem, folder / "prob.yaml")
-    (folder / "mapper.yaml").write_text(yaml.safe_dump(mapper_config(arch, objective, threads),
+    (folder / "mapper.yaml").write_text(yaml.safe_dump(mapper_config(arch, problem, objective,
+                                                                     threads),
                                                        sort_keys=False))
     mapper = shutil.which("timeloop-mapper")
     with open(folder / "mapper.log", "w") as log:

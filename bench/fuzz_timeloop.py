@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - began
     print(f"{args.cases} cases (seeds {args.start}..{args.start + args.cases - 1}), "
           f"{args.random_mappings} random map(s) each, {args.jobs} workers, {wall:.0f} s\n")
-    print(f"| outcome | CoSA schedules | random maps |\n| --- | --- | --- |")
+    print("| outcome | CoSA schedules | random maps |\n| --- | --- | --- |")
     for outcome in OUTCOMES:
         c, r = counts["cosa"][outcome], counts["random"][outcome]
         if c or r or outcome in FAILURES:

@@ -148,7 +148,7 @@ def run_random(count, solver, objective, threads, time_limit, start=0):
           f"{'wall s':>7s} {'status':9s} layer")
     rows, infeasible = [], 0
     for seed in range(start, start + count):
-        files, problem = random_case(seed)
+        files, problem = random_case(seed, varied=False)
         arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
         began = time.perf_counter()
         try:

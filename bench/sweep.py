@@ -104,8 +104,8 @@ def main():
                                 solver=args.solver))
             ray.shutdown()
 
-    print(f"\n| run | wall | tasks/s | worker time in the solver | workers busy | "
-          f"driver per task |\n| --- | --- | --- | --- | --- | --- |")
+    print("\n| run | wall | tasks/s | worker time in the solver | workers busy | "
+          "driver per task |\n| --- | --- | --- | --- | --- | --- |")
     for r in runs:
         per_task_ms = 1000 * r["driver_s"] / max(1, r["tasks"])
         print(f"| {r['label']} | {r['wall']:.1f} s | {r['rate']:.1f} | "

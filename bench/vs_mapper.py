@@ -82,7 +82,7 @@ def random_pairs(count, start=5000):
     tiles do not fit is skipped: no mapper finds one either)."""
     out, seed = [], start
     while len(out) < count:
-        files, problem = random_case(seed)
+        files, problem = random_case(seed, varied=False)
         arch = load_architecture(files.arch, files.mapspace, name=f"random{seed}")
         try:
             build_model(problem, arch)
@@ -278,7 +278,8 @@ def main(argv=None) -> int:
     rows = []
     print(f"{len(todo)} cases x {len(objectives)} objective(s), mapper {args.time_limit:g} s "
           f"x {args.threads} threads" + (f"; results in {args.results}" if args.results else ""))
-    print("\n| arch | layer | objective | CoSA | mapper | CoSA / mapper | CoSA solve s | measured |")
+    print("\n| arch | layer | objective | CoSA | mapper | CoSA / mapper | CoSA solve s "
+          "| measured |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for n, (arch_name, arch, problem) in enumerate(todo):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tvm_cosa import Architecture, Arithmetic, InputError, MemoryLevel, load_architecture, preset
 from tvm_cosa.architecture_yaml import apply_energy_table, load_preset, read_yaml, to_short_dict
+from tvm_cosa.errors import InputWarning
 from tvm_cosa.problem import TENSOR_NAMES
 
 DATA = Path(__file__).parent / "data"
@@ -97,12 +98,14 @@ def test_every_timeloop_reference_arch_reads_as_timeloop_parsed_it(case):
 
 # ---- Timeloop's hierarchical `architecture: {subtree}` format ------------------------------
 def test_hierarchical_eyeriss_like():
-    arch = load_architecture(ARCH / "eyeriss_like.tree.yaml")
+    # the subtree's word-bits reach no component in timeloop-model: a warning says so
+    with pytest.warns(InputWarning, match=r"subtree eyeriss: .*\['word-bits'\] there set nothing"):
+        arch = load_architecture(ARCH / "eyeriss_like.tree.yaml")
     assert arch.level_names == ("psum_spad", "weights_spad", "ifmap_spad", "DummyBuffer",
                                 "shared_glb", "DRAM")  # innermost first; the NoC is not a level
     assert [lv.entries for lv in arch.levels] == [16, 192, 12, 16, 16384 * 4, None]
     assert [lv.instances for lv in arch.levels] == [168, 168, 168, 14, 1, 1]
-    assert all(lv.word_bits == 16 for lv in arch.levels)  # inherited from the subtree
+    assert all(lv.word_bits == 16 for lv in arch.levels)  # Timeloop's default
     assert [arch.fanout(i) for i in range(arch.num_levels)] == [
         (1, 1), (1, 1), (1, 1), (1, 12), (14, 1), (1, 1)]
     assert (arch.arithmetic.name, arch.num_macs, arch.arithmetic.mesh) == ("mac", 168, (14, 12))
@@ -408,12 +411,45 @@ architecture:
       - {name: mac, class: intmac, attributes: {datawidth: 8}}
 """
 
+def _tree_arch(tmp_path, text):
+    path = tmp_path / "arch.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_architecture(path)
+
+
+def test_tree_is_read_as_timeloop_model_reads_it(tmp_path):
+    """timeloop-model (019f107) matches attribute names verbatim, defaults to 16-bit words,
+    ignores components of other classes and passes no subtree attribute down; the compute
+    component may sit anywhere in its list."""
+    arch = _tree_arch(tmp_path, TREE)
+    assert [lv.word_bits for lv in arch.levels] == [8, 8]
+    with pytest.warns(InputWarning, match=r"component RF: timeloop-model does not read "
+                                          r"'word_bits' \(it reads 'word-bits' or"):
+        arch = _tree_arch(tmp_path,
+                          TREE.replace("width: 8, word-bits: 8", "width: 16, word_bits: 8"))
+    rf = arch.levels[0]
+    assert (rf.word_bits, rf.block_size, rf.entries) == (16, 1, 16)  # Timeloop's default word
+    with pytest.warns(InputWarning, match="ignores a component of class 'magic_box'"):
+        arch = _tree_arch(tmp_path, TREE.replace("class: regfile", "class: magic_box"))
+    assert arch.level_names == ("DRAM",)
+    moved = TREE.replace(
+        "      - {name: RF, class: regfile, attributes: {depth: 16, width: 8, word-bits: 8}}\n"
+        "      - {name: mac, class: intmac, attributes: {datawidth: 8}}\n",
+        "      - {name: mac, class: intmac, attributes: {datawidth: 8}}\n"
+        "      - {name: RF, class: regfile, attributes: {depth: 16, width: 8, word-bits: 8}}\n")
+    assert moved != TREE
+    assert _tree_arch(tmp_path, moved).level_names == ("RF", "DRAM")
+    with pytest.warns(InputWarning, match=r"subtree PE: .*\['word-bits'\] there set nothing"):
+        arch = _tree_arch(tmp_path, TREE.replace(
+            "    - name: PE[0..3]\n", "    - name: PE[0..3]\n      attributes: {word-bits: 32}\n")
+            .replace("width: 8, word-bits: 8}", "width: 16}"))
+    assert arch.levels[0].word_bits == 16
+
+
 BAD_TREE = [
     ("architecture: {version: 0.3}", "architecture.subtree", "missing"),
     (TREE + "    - {name: other, local: []}\n", "architecture.subtree[0].subtree",
      "2 sibling subtrees"),
-    (TREE.replace("class: regfile", "class: magic_box"),
-     "architecture.subtree[0].subtree[0].local[0].class", "unknown component class 'magic_box'"),
     (TREE.replace("PE[0..3]", "PE[3..1]"), "architecture.subtree[0].subtree[0].name",
      "range in 'PE[3..1]' is empty"),
     (TREE.replace("PE[0..3]", "PE[0..x]"), "architecture.subtree[0].subtree[0].name",

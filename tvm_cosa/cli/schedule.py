@@ -204,17 +204,17 @@ def _report(record, problem, arch, mapping, nest) -> str:
         return "\n".join(lines) + "\n"
     if nest:
         lines.append(mapping.loop_nest(problem, arch).rstrip("\n"))
+    polish = record.get("polish")
+    if polish and polish["moves"]:
+        lines.append(f"   polished by the cost model: {polish['moves']} move(s), cycles "
+                     f"{polish['cycles_before']} -> {polish['cycles']}, energy "
+                     f"{polish['energy_before_pJ']:.4g} -> {polish['energy_pJ']:.4g} pJ")
     lines.append(
         f"   objective {_num(record['objective'])}, {record['solver']} {record['status']} in "
         f"{_seconds(record['solve_time_s'])} ({record['num_vars']} vars, "
         f"{record['num_constraints']} constraints); {record['compute_cycles']} compute cycles, "
         f"{100 * record['mac_utilization']:.1f}% of {arch.num_macs} MACs; "
         + ("valid" if record["valid"] else "INVALID: " + "; ".join(record["violations"])))
-    polish = record.get("polish")
-    if polish and polish["moves"]:
-        lines.append(f"   polished by the cost model: {polish['moves']} move(s), cycles "
-                     f"{polish['cycles_before']} -> {polish['cycles']}, energy "
-                     f"{polish['energy_before_pJ']:.4g} -> {polish['energy_pJ']:.4g} pJ")
     return "\n".join(lines) + "\n"
 
 

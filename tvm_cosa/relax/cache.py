@@ -31,13 +31,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError
+from ..solvers import DEFAULT_MIP_GAP
 
 FORMAT_VERSION = 2  # bump when the entry layout changes
 # bump when the scheduler returns other schedules for the same request
-SCHEDULER_REVISION = "milp+exact-polish-1"
-
-# The relative gap HiGHS and Gurobi stop at when none is given (both default to 1e-4).
-DEFAULT_MIP_GAP = 1e-4
+SCHEDULER_REVISION = "milp-gap-1e-3+exact-polish-1"
 
 
 def default_cache_dir() -> Path:

@@ -3,6 +3,7 @@ compile of the same model solves nothing, and the key follows problem, architect
 and solver version."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tvm_cosa.relax import pass_ as pass_module  # noqa: E402
 from tvm_cosa.relax.cache import answers, cache_key, default_cache_dir  # noqa: E402
 from tvm_cosa.relax.frontend import import_onnx  # noqa: E402
 from tvm_cosa.scheduler import Objective  # noqa: E402
+from tvm_cosa.solvers import DEFAULT_TIME_LIMIT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +120,13 @@ def test_answers_rules():
     assert not answers(loose, None, None) and answers(loose, None, 0.05)
     assert not answers(loose, None, 0.01)
     limited = {"status": "time_limit", "gap": 0.2, "time_limit": 2.0}
-    assert not answers(limited, None, None)  # no limit asked: solve again
+    assert not answers(limited, None, None)  # no limit asked: the default budget is longer
     assert not answers(limited, 10.0, None)  # a longer limit may do better
     assert answers(limited, 2.0, None) and answers(limited, 1.0, 0.5)
     assert not answers(None, None, None) and not answers({"status": "error"}, None, None)
+    budget = {"status": "time_limit", "gap": 0.01, "time_limit": DEFAULT_TIME_LIMIT}
+    assert answers(budget, None, None)  # stopped by the default budget: asked for it again
+    assert not answers(budget, math.inf, None)  # the full proof asked: solve again
 
 
 @pytest.fixture
@@ -140,8 +145,8 @@ def stopped_by_time_limit(monkeypatch):
     return monkeypatch
 
 
-def test_time_limited_schedule_is_not_reused_without_the_limit(tiny_mod, tmp_path,
-                                                                stopped_by_time_limit):
+def test_time_limited_schedule_is_not_reused_for_a_longer_limit(tiny_mod, tmp_path,
+                                                                 stopped_by_time_limit):
     first, _ = run(tiny_mod, cache=tmp_path, jobs=1, time_limit=5.0)
     assert first.solved == 6 and all(r.time_limited for r in first.scheduled)
     assert "(time limit)" in first.table() and "stopped at the time limit" in first.summary()
@@ -149,7 +154,7 @@ def test_time_limited_schedule_is_not_reused_without_the_limit(tiny_mod, tmp_pat
     assert again.cache["hits"] == 6 and again.solved == 0
     assert all(r.time_limited for r in again.scheduled)
     stopped_by_time_limit.undo()  # the solver now reaches optimality
-    unlimited, _ = run(tiny_mod, cache=tmp_path, jobs=1)
+    unlimited, _ = run(tiny_mod, cache=tmp_path, jobs=1, time_limit=math.inf)
     assert unlimited.cache["hits"] == 0 and unlimited.solved == 6
     assert not any(r.time_limited for r in unlimited.scheduled)
     assert "(time limit)" not in unlimited.table()

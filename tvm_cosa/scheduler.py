@@ -48,8 +48,11 @@ def schedule(problem: Problem, arch: Architecture, *, objective: Optional[Object
     """The best schedule of `problem` on `arch` under `objective` (default `Objective()`).
 
     solver: "auto" (Gurobi if its licence accepts the model, else HiGHS), "highs" or "gurobi".
-    time_limit (s) / mip_gap (relative): on a time-out the best schedule found is returned with
-        `info["status"] == "time_limit"`; no schedule found in time raises SolverError.
+    time_limit (solver seconds) / mip_gap (relative): on a time-out the best schedule found is
+        returned with `info["status"] == "time_limit"`; no schedule found in time raises
+        SolverError. Defaults (`tvm_cosa.solvers`): DEFAULT_TIME_LIMIT (2.5 s; a solve with no
+        schedule by then runs on until it has one) and DEFAULT_MIP_GAP (1e-3);
+        `time_limit=math.inf` proves optimality however long it takes.
     min_utilization: require the spatial factors to use at least this fraction of the MACs.
     keeps ({level: tensors}), tile_levels ({(tensor, level): j}, uneven mapping) and
         global_buffer (level of CoSA's permutation terms) are CoSA's B, Z and global_buf_idx.

@@ -63,7 +63,8 @@ def _parse_shapes(values) -> dict:
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes solving layers in parallel.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Per-layer solver time limit.")
+              metavar="SECONDS", help="Per-layer solver time limit [default: 2.5, and on "
+                                      "until a first schedule; inf: prove optimality].")
 @click.option("--layout", type=click.Choice(("NCHW", "NHWC")), default=None,
               help="Convert convolutions to this layout before scheduling [default: as "
                    "imported; NHWC for Gemmini, whose preparation converts them].")

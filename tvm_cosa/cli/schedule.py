@@ -33,7 +33,8 @@ SOLVERS = ("auto", "highs", "gurobi")
 @click.option("--solver", type=click.Choice(SOLVERS), default="auto", show_default=True,
               help="MILP solver; auto = Gurobi when its licence takes the model, else HiGHS.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Per-layer solver time limit.")
+              metavar="SECONDS", help="Per-layer solver time limit [default: 2.5, and on "
+                                      "until a first schedule; inf: prove optimality].")
 @click.option("--gap", "mip_gap", type=click.FloatRange(min=0, max=1), default=None,
               help="Relative MIP gap at which the solver may stop (e.g. 0.01).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,

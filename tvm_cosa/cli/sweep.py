@@ -38,7 +38,8 @@ SOLVERS = ("auto", "highs", "gurobi")
               show_default=True, help="Cost model of each schedule: the built-in one (equal to "
                                       "Timeloop) or timeloop-model on the workers.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Per-layer solver time limit.")
+              metavar="SECONDS", help="Per-layer solver time limit [default: 2.5, and on "
+                                      "until a first schedule; inf: prove optimality].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Schedule cache directory [default: $TVM_COSA_CACHE or ~/.cache/tvm_cosa].")
 @click.option("--no-cache", is_flag=True,

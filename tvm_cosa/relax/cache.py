@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError
-from ..solvers import DEFAULT_MIP_GAP
+from ..solvers import DEFAULT_MIP_GAP, effective_time_limit
 
 FORMAT_VERSION = 2  # bump when the entry layout changes
 # bump when the scheduler returns other schedules for the same request
@@ -76,20 +76,21 @@ def cache_key(problem, arch, objective_key, solver: str, solver_version: str) ->
 def solve_quality(info: dict, time_limit: Optional[float]) -> dict:
     """What a cache entry records of how its mapping was solved (`info`: Mapping.info)."""
     return {"status": str(info.get("status", "")), "gap": info.get("gap"),
-            "time_limit": time_limit}
+            "time_limit": effective_time_limit(time_limit)}
 
 
 def answers(quality: Optional[dict], time_limit: Optional[float],
             mip_gap: Optional[float]) -> bool:
     """Whether a schedule solved as `quality` says may answer a request with this time limit and
     gap: an optimal one within the asked gap always; one stopped by its time limit only a request
-    with the same or a shorter limit (a request without a limit solves again)."""
+    with the same or a shorter limit (no limit given: `solvers.DEFAULT_TIME_LIMIT`; a request
+    for the full proof, math.inf, solves again)."""
     if not isinstance(quality, dict):
         return False
     status, gap = quality.get("status"), quality.get("gap")
     if status == "time_limit":
         limit = quality.get("time_limit")
-        return time_limit is not None and limit is not None and time_limit <= limit
+        return limit is not None and effective_time_limit(time_limit) <= limit
     if status != "optimal":
         return False
     wanted = DEFAULT_MIP_GAP if mip_gap is None else mip_gap

@@ -5,9 +5,9 @@ returns a `SolveResult` with the solver used, its status and the best solution f
 limit: the incumbent, status "time_limit"; if the solver found none, the start completed into a
 full feasible solution, when one was given). Without a time limit a solve gets
 DEFAULT_TIME_LIMIT seconds and, if it has no schedule by then, runs on until it has one;
-`time_limit=math.inf` asks for the full proof of optimality. `auto` uses Gurobi when gurobipy is installed and its
-licence accepts the model (the pip licence is size-limited: 2000 variables and 2000 linear
-constraints), HiGHS otherwise; `SolveResult.message` says why.
+`time_limit=math.inf` asks for the full proof of optimality. `auto` uses Gurobi when gurobipy
+is installed and its licence accepts the model (the pip licence is size-limited: 2000 variables
+and 2000 linear constraints), HiGHS otherwise; `SolveResult.message` says why.
 """
 
 from __future__ import annotations

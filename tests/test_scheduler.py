@@ -1,6 +1,7 @@
 """schedule(): valid schedules on random layers and architectures, HiGHS and Gurobi agreeing,
 solver options, quality against the cost model, and clear errors for impossible requests."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def architectures(draw):
 @PROPERTY
 @given(layers(), architectures(), st.sampled_from([Objective(), Objective.cosa_original()]))
 def test_every_schedule_is_valid_on_random_layers_and_architectures(problem, arch, objective):
-    mapping = schedule(problem, arch, objective=objective, solver="highs")
+    mapping = schedule(problem, arch, objective=objective, solver="highs", time_limit=math.inf)
     assert_valid(mapping, problem, arch)  # schedule() checks too; the test must not trust it
     assert mapping.info["status"] == "optimal"
     assert mapping.info["solver"] == "highs"
@@ -84,8 +85,10 @@ def test_every_schedule_is_valid_on_the_presets(problem, arch_name):
 def test_highs_and_gurobi_reach_the_same_objective(problem, arch, objective):
     model = build_model(problem, arch, objective)
     assume(model.m.num_vars < 2000 and model.m.num_constraints < 2000)
-    a = schedule(problem, arch, objective=objective, solver="highs", mip_gap=0)
-    b = schedule(problem, arch, objective=objective, solver="gurobi", mip_gap=0)
+    a = schedule(problem, arch, objective=objective, solver="highs", mip_gap=0,
+                 time_limit=math.inf)
+    b = schedule(problem, arch, objective=objective, solver="gurobi", mip_gap=0,
+                 time_limit=math.inf)
     assert a.info["solver"] == "highs" and b.info["solver"] == "gurobi"
     assert a.info["objective"] == pytest.approx(b.info["objective"], rel=1e-5, abs=1e-6)
 
@@ -93,8 +96,10 @@ def test_highs_and_gurobi_reach_the_same_objective(problem, arch, objective):
 @pytest.mark.parametrize("layer", ["_outputs_input.8", "_outputs_input.128", "_outputs_3356"])
 def test_highs_and_gurobi_agree_on_resnet50_layers(layer):
     problem = Problem.from_yaml(WORKLOADS / f"{layer}.yaml")
-    a = schedule(problem, preset("simba"), solver="highs", mip_gap=0)
-    b = schedule(problem, preset("simba"), solver="gurobi", mip_gap=0)
+    a = schedule(problem, preset("simba"), solver="highs", mip_gap=0,
+                 time_limit=math.inf)
+    b = schedule(problem, preset("simba"), solver="gurobi", mip_gap=0,
+                 time_limit=math.inf)
     assert a.info["objective"] == pytest.approx(b.info["objective"], rel=1e-5)
 
 
@@ -145,7 +150,7 @@ def test_time_limit_returns_the_best_schedule_found_with_its_status(solver):
     assert mapping.info["status"] == "time_limit"
     assert mapping.info["solver"] == solver
     assert_valid(mapping, problem, arch)
-    best = schedule(problem, arch, solver=solver)
+    best = schedule(problem, arch, solver=solver, time_limit=math.inf)
     assert best.info["status"] == "optimal"
     assert best.info["objective"] < mapping.info["objective"]
 
@@ -160,6 +165,21 @@ def test_time_limit_without_any_schedule_is_a_solver_error():
     else:  # HiGHS may find one before it looks at the clock
         assert mapping.utilized_macs() == 1024
         assert_valid(mapping, problem, arch)
+
+
+def test_default_budget_runs_on_until_a_first_schedule(monkeypatch):
+    """No time limit given: the solve gets DEFAULT_TIME_LIMIT and, with nothing found by then,
+    goes on until it has a schedule (here a budget too short for anything)."""
+    problem, arch = Problem.from_yaml(WORKLOADS / "_outputs_input.2.yaml"), preset("simba")
+    model = build_model(problem, arch)
+    stopped = solvers.solve(model.m, "highs", time_limit=1e-6)
+    assert stopped.status == "time_limit" and not stopped.has_solution
+    monkeypatch.setattr(solvers, "DEFAULT_TIME_LIMIT", 1e-6)
+    result = solvers.solve(model.m, "highs")
+    assert result.has_solution and result.status == "optimal"
+    mapping = schedule(problem, arch, solver="highs")
+    assert_valid(mapping, problem, arch)
+    assert mapping.info["status"] == "optimal"
 
 
 def test_auto_uses_gurobi_when_the_licence_accepts_the_model_and_says_so():

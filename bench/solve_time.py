@@ -177,7 +177,8 @@ def main(argv=None):
     parser.add_argument("--solver", default="highs", choices=["highs", "gurobi", "auto"])
     parser.add_argument("--objective", default="default", choices=OBJECTIVES)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="solver seconds per layer (default: the scheduler's, 2.5 s)")
     parser.add_argument("--layers", default="*", help="glob of layer files (default: all 24)")
     parser.add_argument("--random", type=int, default=0,
                         help="also N random (layer, architecture) pairs")

@@ -5,7 +5,7 @@ under tangent cuts, and it does not see every reuse Timeloop counts (the halo a 
 instance held the step before, sliding-window reuse across time). Two schedules it rates equal
 can differ by several percent in Timeloop's cycles or energy. The polish starts from the MILP's
 schedule and takes single moves (one prime factor to another level or mesh axis, one loop to
-another position in its level's order) while the cost model (`tvm_cosa.cost_model`, equal to
+another position in its level's order, two factors in two places exchanged) while the cost model (`tvm_cosa.cost_model`, equal to
 timeloop-model) says the schedule gets strictly better. Every candidate passes the validity
 checker first, so the result is as valid and as writable as the MILP's, and it is never worse
 by the exact model. Deterministic: moves are tried in a fixed order, within an evaluation budget.
@@ -102,6 +102,35 @@ def factor_moves(mapping: Mapping, arch) -> Iterator[Mapping]:
                                       _copy_level(taken.levels[dst_level], **{dst_kind: target}))
 
 
+def _placed(mapping: Mapping, arch) -> list[tuple[tuple[int, str], str, int]]:
+    """(slot, dimension, prime) of every distinct prime factor in the mapping."""
+    return [((i, kind), d, p) for i, kind in _slots(arch)
+            for d, f in getattr(mapping.levels[i], kind).items()
+            for p in sorted(set(prime_factors(f)))]
+
+
+def _moved(mapping: Mapping, d: str, p: int, src, dst) -> Mapping:
+    (si, sk), (di, dk) = src, dst
+    source = dict(getattr(mapping.levels[si], sk))
+    source[d] //= p
+    if source[d] == 1:
+        del source[d]
+    out = _with_level(mapping, si, _copy_level(mapping.levels[si], **{sk: source}))
+    target = dict(getattr(out.levels[di], dk))
+    target[d] = target.get(d, 1) * p
+    return _with_level(out, di, _copy_level(out.levels[di], **{dk: target}))
+
+
+def swap_moves(mapping: Mapping, arch) -> Iterator[Mapping]:
+    """Two factors in two slots exchanged (e.g. K at DRAM with P in the buffer): what a single
+    move cannot reach when the buffer has room for the exchange but not for either half."""
+    placed = _placed(mapping, arch)
+    for a, (slot_a, d, p) in enumerate(placed):
+        for slot_b, e, q in placed[a + 1:]:
+            if slot_a != slot_b and (d, p) != (e, q):
+                yield _moved(_moved(mapping, d, p, slot_a, slot_b), e, q, slot_b, slot_a)
+
+
 def order_moves(mapping: Mapping, dims) -> Iterator[Mapping]:
     """Each temporal loop of a level with several, moved to every other place in the order."""
     for i, lv in enumerate(mapping.levels):
@@ -155,6 +184,7 @@ def polish(mapping: Mapping, problem, arch, score: Callable, *,
 def _neighbours(mapping, arch, dims):
     yield from order_moves(mapping, dims)
     yield from factor_moves(mapping, arch)
+    yield from swap_moves(mapping, arch)
 
 
 def _strip_info(mapping: Mapping) -> Mapping:

@@ -8,11 +8,13 @@ schedule and takes single moves (one prime factor to another level or mesh axis,
 another position in its level's order, two factors in two places exchanged) while the cost
 model (`tvm_cosa.cost_model`, equal to timeloop-model) says the schedule gets strictly better. Every candidate passes the validity
 checker first, so the result is as valid and as writable as the MILP's, and it is never worse
-by the exact model. Deterministic: moves are tried in a fixed order, within an evaluation budget.
+by the exact model. Moves are tried in a fixed order, within an evaluation budget and half a
+second (only a layer on a large mesh meets the latter).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
@@ -24,6 +26,9 @@ from .validity import check_mapping
 
 SLOT_KINDS = ("temporal", "spatial_x", "spatial_y")
 DEFAULT_BUDGET = 1500  # cost-model evaluations (about 50 us each on a ResNet-50 layer)
+# ... and seconds: on a 16x16 mesh an evaluation takes a few ms (link transfers between the
+# array's neighbours), so the count alone could cost seconds per layer
+DEFAULT_SECONDS = 0.5
 TOLERANCE = 1e-9  # relative: smaller gains are rounding
 
 
@@ -147,9 +152,11 @@ def order_moves(mapping: Mapping, dims) -> Iterator[Mapping]:
 
 
 def polish(mapping: Mapping, problem, arch, score: Callable, *,
-           min_utilization: Optional[float] = None, budget: int = DEFAULT_BUDGET):
+           min_utilization: Optional[float] = None, budget: int = DEFAULT_BUDGET,
+           seconds: float = DEFAULT_SECONDS):
     """(best mapping, its evaluation, report): first-improvement local search from `mapping`
-    (which must be valid on `arch`) by `score` of the cost model's evaluation."""
+    (which must be valid on `arch`) by `score` of the cost model's evaluation, within `budget`
+    evaluations and `seconds` (`report["converged"]`: no better neighbour was left)."""
     began = time.perf_counter()
     best = _strip_info(mapping)
     best_eval = evaluate(best, problem, arch)
@@ -157,11 +164,14 @@ def polish(mapping: Mapping, problem, arch, score: Callable, *,
     best_score = score(best_eval)
     dims = list(problem.dims)
     least_macs = (min_utilization or 0) * arch.num_macs
+    room = _spatial_room(problem, arch)
     evaluations, moves, improved = 1, 0, True
-    while improved and evaluations < budget:
+    deadline, cut = began + seconds, False
+    while improved and evaluations < budget and time.perf_counter() < deadline:
         improved = False
         for candidate in _neighbours(best, arch, dims):
-            if candidate.utilized_macs() < least_macs or check_mapping(candidate, problem, arch):
+            if (not _fits_mesh(candidate, room) or candidate.utilized_macs() < least_macs
+                    or check_mapping(candidate, problem, arch)):
                 continue
             ev = evaluate(candidate, problem, arch)
             evaluations += 1
@@ -171,14 +181,36 @@ def polish(mapping: Mapping, problem, arch, score: Callable, *,
                     best, best_eval, best_score, improved = candidate, ev, s, True
                     moves += 1
                     break
-            if evaluations >= budget:
+            if evaluations >= budget or time.perf_counter() >= deadline:
+                cut = True
                 break
     report = {"moves": moves, "evaluations": evaluations,
               "time_s": time.perf_counter() - began,
               "cycles_before": start_eval.cycles, "energy_before_pJ": start_eval.energy_pJ,
               "cycles": best_eval.cycles, "energy_pJ": best_eval.energy_pJ,
-              "converged": not improved}
+              "converged": not improved and not cut}
     return best, best_eval, report
+
+
+def _spatial_room(problem, arch) -> dict:
+    """{(level, kind): (fanout, allowed dims)} of every mesh axis, for a cheap first test."""
+    room = {}
+    for i, lv in enumerate(arch.levels):
+        for kind, fan, allowed in zip(("spatial_x", "spatial_y"), arch.fanout(i),
+                                      (lv.spatial_dims_x, lv.spatial_dims_y)):
+            dims = set(problem.dims) if allowed is None else set(problem.resolve_dims(allowed))
+            room[(i, kind)] = (fan, dims)
+    return room
+
+
+def _fits_mesh(mapping: Mapping, room: dict) -> bool:
+    """The spatial factors fit each axis and use only its allowed dimensions (the validity
+    checker says the same, at much greater cost: most rejected moves fail here)."""
+    for (i, kind), (fan, allowed) in room.items():
+        factors = getattr(mapping.levels[i], kind)
+        if factors and (math.prod(factors.values()) > fan or not factors.keys() <= allowed):
+            return False
+    return True
 
 
 def _neighbours(mapping, arch, dims):

@@ -126,6 +126,9 @@ class Problem:
         matmul N). `window`: enter Inputs through a sliding window (conv R, S). `pixel`: Inputs
         and Outputs, not Weights (conv P, Q, N; matmul M).
         """
+        roles = self.__dict__.setdefault("_roles", {})  # memo: the checker asks per candidate
+        if role in roles:
+            return roles[role]
         tensors = {t.name: t for t in self.tensors}
         w, i, o = (tensors.get(n) for n in TENSOR_NAMES)
 
@@ -144,7 +147,9 @@ class Problem:
         if test is None:
             raise InputError(f"unknown dimension role {role!r}; expected one of "
                              f"{', '.join(DIMENSION_ROLES)}")
-        return frozenset(d for d in self.dims if test(d))
+        found = frozenset(d for d in self.dims if test(d))
+        roles[role] = found
+        return found
 
     def resolve_dims(self, tokens) -> frozenset[str]:
         """Dimension names and roles (see `dims_with_role`) to the set of this layer's dims."""

@@ -8,8 +8,8 @@ schedule and takes single moves (one prime factor to another level or mesh axis,
 another position in its level's order, two factors in two places exchanged) while the cost
 model (`tvm_cosa.cost_model`, equal to timeloop-model) says the schedule gets strictly better.
 Every candidate passes the validity checker first, so the result is as valid and as writable as
-the MILP's, and it is never worse by the exact model. Moves are tried in a fixed order, within an evaluation budget and half a
-second (only a layer on a large mesh meets the latter).
+the MILP's, and it is never worse by the exact model. Moves are tried in a fixed order, within
+an evaluation budget and half a second (only a layer on a large mesh meets the latter).
 """
 
 from __future__ import annotations

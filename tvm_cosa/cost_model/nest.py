@@ -264,13 +264,16 @@ def _link_table(offsets, neighbours):
     exactly their offset difference) gets it over the link."""
     distinct = len(set(offsets))
     table = {}
+    by_shift: dict = {}  # offset difference to a neighbour -> the children that have it
+    for e, near in enumerate(neighbours):
+        for n in near:
+            by_shift.setdefault(tuple(a - b for a, b in zip(offsets[n], offsets[e])),
+                                set()).add(e)
 
     def lookup(shift):
         hit = table.get(shift)
         if hit is None:
-            linked = {e for e in range(len(offsets))
-                      if any(tuple(a - b for a, b in zip(offsets[n], offsets[e])) == shift
-                             for n in neighbours[e])}
+            linked = by_shift.get(shift, set())
             rest = len({offsets[e] for e in range(len(offsets)) if e not in linked})
             hit = table[shift] = (rest, len(linked))
         return hit

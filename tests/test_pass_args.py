@@ -26,6 +26,7 @@ from tvm_cosa.models import tiny_cnn  # noqa: E402
     ({"arch": "simba", "cache": 3}, "cache"),
     ({"arch": "simba", "objective": "latency"}, "objective"),
     ({"arch": "simba", "time_limit": -1}, "time_limit"),
+    ({"arch": "simba", "polish": "no"}, "polish"),
 ])
 def test_bad_pass_arguments_raise_input_errors(kwargs, field):
     with pytest.raises(InputError, match=field):

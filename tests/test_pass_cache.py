@@ -179,3 +179,14 @@ def test_schedule_solved_to_a_looser_gap_is_solved_again(tiny_mod, tmp_path, mon
     assert same_gap.cache["hits"] == 6
     tighter, _ = run(tiny_mod, cache=tmp_path, jobs=1)
     assert tighter.cache["hits"] == 0 and tighter.solved == 6
+
+
+def test_unpolished_schedules_have_their_own_cache_entries(tiny_mod, tmp_path):
+    """CoSAPass(polish=False) hands back the MILP's schedules as solved: they never answer a
+    request for polished ones, nor the other way round."""
+    plain, _ = run(tiny_mod, cache=tmp_path, jobs=1, polish=False)
+    assert plain.solved == 6 and plain.cache["hits"] == 0
+    polished, _ = run(tiny_mod, cache=tmp_path, jobs=1)
+    assert polished.solved == 6 and polished.cache["hits"] == 0
+    again, _ = run(tiny_mod, cache=tmp_path, jobs=1, polish=False)
+    assert again.cache["hits"] == 6 and again.solved == 0

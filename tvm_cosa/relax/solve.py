@@ -12,7 +12,7 @@ INFEASIBLE, SOLVER, INVALID, CHECK = "infeasible", "solver failure", "invalid sc
 
 
 def solve_layer(problem, arch, *, objective=None, solver="auto", check="auto", time_limit=None,
-                mip_gap=None, uneven=False) -> dict:
+                mip_gap=None, uneven=False, polish=True) -> dict:
     """{"mapping": dict | None, "solve_time_s", "error": (kind, message) | None,
     "evaluation": dict | None}."""
     from ..errors import InfeasibleError, SolverError
@@ -23,7 +23,8 @@ def solve_layer(problem, arch, *, objective=None, solver="auto", check="auto", t
     start = time.perf_counter()
     try:
         mapping = schedule(problem, arch, objective=objective, solver=solver,
-                           time_limit=time_limit, mip_gap=mip_gap, threads=1, uneven=uneven)
+                           time_limit=time_limit, mip_gap=mip_gap, threads=1, uneven=uneven,
+                           polish=polish)
         assert_valid(mapping, problem, arch)  # trust no solver
     except InfeasibleError as err:
         out["error"] = (INFEASIBLE, str(err))

@@ -84,6 +84,12 @@ class MemoryLevel:
             return None
         return self.entries // self.block_size
 
+    def allowed_spatial_dims(self, problem, axis: str) -> frozenset:
+        """The layer's dimensions that may be spatial on `axis` ("X" or "Y") of the fanout
+        below this level (every one where the axis is unrestricted)."""
+        allowed = self.spatial_dims_x if axis == "X" else self.spatial_dims_y
+        return frozenset(problem.dims) if allowed is None else problem.resolve_dims(allowed)
+
     def row_dims_of(self, problem, tensor: str) -> frozenset:
         """The dimensions along `tensor`'s rows here: its row dimension where an axis of the
         tensor is that dimension alone. A tile is laid out in chunks as wide as the spatial

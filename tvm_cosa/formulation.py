@@ -393,12 +393,9 @@ class ScheduleModel:
         lv = self.arch.levels[level]
         fx, fy = self.arch.fanout(level)
         out = []
-        for axis, fan, allowed in ((SPATIAL_X, fx, lv.spatial_dims_x),
-                                   (SPATIAL_Y, fy, lv.spatial_dims_y)):
+        for axis, fan, name in ((SPATIAL_X, fx, "X"), (SPATIAL_Y, fy, "Y")):
             if fan > 1:
-                ok = (set(self.problem.dims) if allowed is None
-                      else self.problem.resolve_dims(allowed))
-                out.append((axis, fan, ok))
+                out.append((axis, fan, lv.allowed_spatial_dims(self.problem, name)))
         return out
 
     def lower_bound_cycles(self) -> float:

@@ -24,7 +24,6 @@ from .mapping import LevelMapping, Mapping
 from .problem import prime_factors
 from .validity import check_mapping
 
-SLOT_KINDS = ("temporal", "spatial_x", "spatial_y")
 DEFAULT_BUDGET = 1500  # cost-model evaluations (about 50 us each on a ResNet-50 layer)
 # ... and seconds: on a 16x16 mesh an evaluation takes a few ms (link transfers between the
 # array's neighbours), so the count alone could cost seconds per layer
@@ -86,27 +85,6 @@ def _slots(arch) -> list[tuple[int, str]]:
     return out
 
 
-def factor_moves(mapping: Mapping, arch) -> Iterator[Mapping]:
-    """Each prime factor of each loop, moved to every other slot (level and kind)."""
-    slots = _slots(arch)
-    for src_level, src_kind in slots:
-        for d, f in getattr(mapping.levels[src_level], src_kind).items():
-            for p in sorted(set(prime_factors(f))):
-                source = dict(getattr(mapping.levels[src_level], src_kind))
-                source[d] //= p
-                if source[d] == 1:
-                    del source[d]
-                taken = _with_level(mapping, src_level,
-                                    _copy_level(mapping.levels[src_level], **{src_kind: source}))
-                for dst_level, dst_kind in slots:
-                    if (dst_level, dst_kind) == (src_level, src_kind):
-                        continue
-                    target = dict(getattr(taken.levels[dst_level], dst_kind))
-                    target[d] = target.get(d, 1) * p
-                    yield _with_level(taken, dst_level,
-                                      _copy_level(taken.levels[dst_level], **{dst_kind: target}))
-
-
 def _placed(mapping: Mapping, arch) -> list[tuple[tuple[int, str], str, int]]:
     """(slot, dimension, prime) of every distinct prime factor in the mapping."""
     return [((i, kind), d, p) for i, kind in _slots(arch)
@@ -124,6 +102,15 @@ def _moved(mapping: Mapping, d: str, p: int, src, dst) -> Mapping:
     target = dict(getattr(out.levels[di], dk))
     target[d] = target.get(d, 1) * p
     return _with_level(out, di, _copy_level(out.levels[di], **{dk: target}))
+
+
+def factor_moves(mapping: Mapping, arch) -> Iterator[Mapping]:
+    """Each prime factor of each loop, moved to every other slot (level and kind)."""
+    slots = _slots(arch)
+    for src, d, p in _placed(mapping, arch):
+        for dst in slots:
+            if dst != src:
+                yield _moved(mapping, d, p, src, dst)
 
 
 def swap_moves(mapping: Mapping, arch) -> Iterator[Mapping]:
@@ -194,13 +181,9 @@ def polish(mapping: Mapping, problem, arch, score: Callable, *,
 
 def _spatial_room(problem, arch) -> dict:
     """{(level, kind): (fanout, allowed dims)} of every mesh axis, for a cheap first test."""
-    room = {}
-    for i, lv in enumerate(arch.levels):
-        for kind, fan, allowed in zip(("spatial_x", "spatial_y"), arch.fanout(i),
-                                      (lv.spatial_dims_x, lv.spatial_dims_y)):
-            dims = set(problem.dims) if allowed is None else set(problem.resolve_dims(allowed))
-            room[(i, kind)] = (fan, dims)
-    return room
+    return {(i, kind): (fan, lv.allowed_spatial_dims(problem, axis))
+            for i, lv in enumerate(arch.levels)
+            for kind, axis, fan in zip(("spatial_x", "spatial_y"), "XY", arch.fanout(i))}
 
 
 def _fits_mesh(mapping: Mapping, room: dict) -> bool:
@@ -208,7 +191,8 @@ def _fits_mesh(mapping: Mapping, room: dict) -> bool:
     checker says the same, at much greater cost: most rejected moves fail here)."""
     for (i, kind), (fan, allowed) in room.items():
         factors = getattr(mapping.levels[i], kind)
-        if factors and (math.prod(factors.values()) > fan or not factors.keys() <= allowed):
+        if math.prod(factors.values()) > fan or any(f > 1 and d not in allowed
+                                                     for d, f in factors.items()):
             return False
     return True
 

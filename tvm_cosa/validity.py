@@ -156,11 +156,10 @@ def _check_spatial(mapping, problem, arch, strict) -> list[Violation]:
             out.append(Violation("fanout", f"level {level.name}: spatial factors {sx} (X) x {sy} "
                                            f"(Y) exceed the fanout {fx} x {fy} below it",
                                  level.name))
-        for axis, factors, allowed in (("X", lv.spatial_x, level.spatial_dims_x),
-                                       ("Y", lv.spatial_y, level.spatial_dims_y)):
-            if allowed is None or not strict:
+        for axis, factors in (("X", lv.spatial_x), ("Y", lv.spatial_y)):
+            if not strict:
                 continue
-            ok = problem.resolve_dims(allowed)
+            ok = level.allowed_spatial_dims(problem, axis)
             for d, f in factors.items():
                 if f > 1 and d not in ok:
                     out.append(Violation("spatial_dim", f"level {level.name}: dimension {d} may "

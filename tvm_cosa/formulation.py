@@ -736,10 +736,11 @@ class ScheduleModel:
                              + self.spatial_log(range(p + 1, self.L)))
                 out.append(self._choice_access(p, t.name, kind,
                                                [(z, e + to_parent) for z, e in bases]))
-                if not t.is_output:
-                    filled = self.spatial_log(range(c + 1, self.L))
-                    out.append(self._choice_access(c, t.name, "fill",
-                                                   [(z, e + filled) for z, e in bases]))
+                # Outputs too: 019f107 counts every tile load of partial sums as fills, the
+                # cold first one included, and the child's write port carries them
+                filled = self.spatial_log(range(c + 1, self.L))
+                out.append(self._choice_access(c, t.name, "fill",
+                                               [(z, e + filled) for z, e in bases]))
         return out
 
     def tile_fills(self, tensor, level) -> list:

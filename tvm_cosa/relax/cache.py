@@ -35,7 +35,7 @@ from ..solvers import DEFAULT_MIP_GAP, effective_time_limit
 
 FORMAT_VERSION = 2  # bump when the entry layout changes
 # bump when the scheduler returns other schedules for the same request
-SCHEDULER_REVISION = "milp-gap-1e-3+exact-polish-1"
+SCHEDULER_REVISION = "milp-gap-1e-3+exact-polish-1+output-fills"
 
 
 def default_cache_dir() -> Path:

@@ -25,8 +25,8 @@ from .problem import prime_factors
 from .validity import check_mapping
 
 DEFAULT_BUDGET = 1500  # cost-model evaluations (about 50 us each on a ResNet-50 layer)
-# ... and seconds: on a 16x16 mesh an evaluation takes a few ms (link transfers between the
-# array's neighbours), so the count alone could cost seconds per layer
+# ... and seconds, a safety net: with results that depend on machine speed once reached, so
+# the budgets sit above what the benchmarks' layers need
 DEFAULT_SECONDS = 0.5
 TOLERANCE = 1e-9  # relative: smaller gains are rounding
 

@@ -207,8 +207,7 @@ def mac_operand_accesses(shape: TensorShape, spatial, x_loops: int, mesh, loops)
     if hit is not None:
         return hit
     naxes = len(shape.axes)
-    offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
-    distinct, lookup = _link_table(offsets, neighbours)
+    _, distinct, lookup = _fanout_links(shape, spatial, x_loops, mesh)
 
     def step(shift):
         return min(lookup(shift)[0], distinct)  # links only when they save reads
@@ -229,6 +228,21 @@ def mac_operand_accesses(shape: TensorShape, spatial, x_loops: int, mesh, loops)
 
 
 _FANOUT_CACHE: dict = {}
+_LINKS_CACHE: dict = {}
+
+
+def _fanout_links(shape, spatial, x_loops, mesh):
+    """(children, distinct offsets, link lookup) of a fan-out. Kept apart from the access
+    caches: it depends on the spatial loops only, not on the temporal loops a polish move
+    changes, and on a 32x32 array building it is most of an evaluation."""
+    key = (shape.axes, spatial, x_loops, mesh)
+    hit = _LINKS_CACHE.get(key)
+    if hit is None:
+        offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
+        if len(_LINKS_CACHE) > 256:
+            _LINKS_CACHE.clear()
+        hit = _LINKS_CACHE[key] = (len(offsets),) + _link_table(offsets, neighbours)
+    return hit
 
 
 def _mesh_geometry(shape, spatial, x_loops, mesh):
@@ -297,9 +311,7 @@ def fanout_accesses(shape: TensorShape, tile_ext, full: int, loops, spatial, x_l
     hit = _FANOUT_CACHE.get(key)
     if hit is not None:
         return hit
-    offsets, neighbours = _mesh_geometry(shape, spatial, x_loops, mesh)
-    distinct, lookup = _link_table(offsets, neighbours)
-    children = len(offsets)
+    children, distinct, lookup = _fanout_links(shape, spatial, x_loops, mesh)
     extents = shape.extents(tile_ext)
     kinds = _transitions(shape, extents, full, loops)
     memo = {}

@@ -25,8 +25,8 @@ from .problem import prime_factors
 from .validity import check_mapping
 
 DEFAULT_BUDGET = 1500  # cost-model evaluations (about 50 us each on a ResNet-50 layer)
-# ... and seconds, a safety net: with results that depend on machine speed once reached, so
-# the budgets sit above what the benchmarks' layers need
+# ... and seconds, a safety net; results depend on machine speed where it is reached (a few
+# simba layers under the latency objective)
 DEFAULT_SECONDS = 0.5
 TOLERANCE = 1e-9  # relative: smaller gains are rounding
 

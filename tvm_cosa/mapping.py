@@ -64,9 +64,16 @@ class Mapping:
         return math.prod(lv.factor(dim) for lv in self.levels)
 
     def extents_through(self, level: int) -> dict:
-        """Per-dimension extent of the loops at levels 0..level (spatial and temporal)."""
-        dims = {d for lv in self.levels for d in (*lv.temporal, *lv.spatial_x, *lv.spatial_y)}
-        return {d: math.prod(lv.factor(d) for lv in self.levels[:level + 1]) for d in dims}
+        """Per-dimension extent of the loops at levels 0..level (spatial and temporal); every
+        dimension any level lists is present (1 when only levels above list it). One pass over
+        the factors: the validity checker calls this per level and tensor of every candidate
+        the polish tries."""
+        out: dict = {}
+        for i, lv in enumerate(self.levels):
+            for factors in (lv.temporal, lv.spatial_x, lv.spatial_y):
+                for d, f in factors.items():
+                    out[d] = out.get(d, 1) * f if i <= level else out.get(d, 1)
+        return out
 
     def tile_level(self, tensor: str, level: int) -> int:
         return self.tile_levels.get((tensor, level), level)

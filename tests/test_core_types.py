@@ -158,3 +158,20 @@ def test_mapping_round_trips_through_dict():
     m.tile_levels[("Outputs", 1)] = 0
     back = Mapping.from_dict(m.to_dict())
     assert back.levels == m.levels and back.tile_levels == m.tile_levels
+
+
+_LEVEL_FACTORS = st.dictionaries(st.sampled_from("RSPQCKN"), st.integers(1, 7), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_LEVEL_FACTORS, _LEVEL_FACTORS, _LEVEL_FACTORS), min_size=1,
+                max_size=6), st.data())
+def test_extents_through_is_the_product_of_the_factors_up_to_the_level(levels, data):
+    """Every dimension any level lists, with the product of its factors at levels 0..level
+    (1 where only levels above list it)."""
+    mapping = Mapping([LevelMapping(temporal=t, spatial_x=x, spatial_y=y) for t, x, y in levels])
+    level = data.draw(st.integers(-1, len(levels)))
+    listed = {d for t, x, y in levels for d in (*t, *x, *y)}
+    expected = {d: math.prod(t.get(d, 1) * x.get(d, 1) * y.get(d, 1)
+                             for t, x, y in levels[:level + 1]) for d in listed}
+    assert mapping.extents_through(level) == expected

@@ -66,8 +66,8 @@ class Mapping:
     def extents_through(self, level: int) -> dict:
         """Per-dimension extent of the loops at levels 0..level (spatial and temporal); every
         dimension any level lists is present (1 when only levels above list it). One pass over
-        the factors: the validity checker calls this per level and tensor of every candidate
-        the polish tries."""
+        the factors: the validity checker calls this per level of every candidate the polish
+        tries."""
         out: dict = {}
         for i, lv in enumerate(self.levels):
             for factors in (lv.temporal, lv.spatial_x, lv.spatial_y):
@@ -88,6 +88,14 @@ class Mapping:
     def tile_size(self, problem: Problem, tensor: str, level: int) -> int:
         """Words of `tensor`'s tile at `level`, input halo included (bounding box)."""
         return problem.tensor(tensor).tile_size(self.tile_extents(tensor, level))
+
+    def tile_sizes(self, problem: Problem, tensors, level: int) -> dict:
+        """{tensor: `tile_size`} at `level`; in an even mapping the tensors share one set of
+        extents, worked out once."""
+        if self.tile_levels:
+            return {t: self.tile_size(problem, t, level) for t in tensors}
+        ext = self.extents_through(level)
+        return {t: problem.tensor(t).tile_size(ext) for t in tensors}
 
     def kept(self, arch, level: int) -> frozenset:
         lv = self.levels[level]

@@ -78,7 +78,7 @@ def check_mapping(mapping: Mapping, problem: Problem, arch: Architecture, *,
 
     for i, level in enumerate(arch.levels):
         kept = [t for t in problem.tensor_names if t in mapping.kept(arch, i)]
-        tiles = _tile_sizes(mapping, problem, kept, i)
+        tiles = mapping.tile_sizes(problem, kept, i)
         if level.entries is not None:
             for t in kept:
                 cap = level.capacity_for(t)
@@ -101,15 +101,6 @@ def check_mapping(mapping: Mapping, problem: Problem, arch: Architecture, *,
 
         out += uneven_violations(mapping, problem, arch)
     return out
-
-
-def _tile_sizes(mapping, problem, tensors, level) -> dict:
-    """{tensor: words of its tile at `level`}; an even mapping's tensors share one set of
-    extents, worked out once (the polish checks every candidate)."""
-    if mapping.tile_levels:
-        return {t: mapping.tile_size(problem, t, level) for t in tensors}
-    ext = mapping.extents_through(level)
-    return {t: problem.tensor(t).tile_size(ext) for t in tensors}
 
 
 def tile_rows(mapping, problem, level, i, tensor) -> tuple[int, int]:
@@ -165,9 +156,8 @@ def _check_spatial(mapping, problem, arch, strict) -> list[Violation]:
             out.append(Violation("fanout", f"level {level.name}: spatial factors {sx} (X) x {sy} "
                                            f"(Y) exceed the fanout {fx} x {fy} below it",
                                  level.name))
-        for axis, factors in (("X", lv.spatial_x), ("Y", lv.spatial_y)):
-            if not strict:
-                continue
+        restricted = (("X", lv.spatial_x), ("Y", lv.spatial_y)) if strict else ()
+        for axis, factors in restricted:
             ok = level.allowed_spatial_dims(problem, axis)
             for d, f in factors.items():
                 if f > 1 and d not in ok:
